@@ -1,0 +1,69 @@
+"""The ``mlzsl`` command line: a thin shell over library calls.
+
+Each subcommand is a module in this package exposing ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; :data:`COMMANDS` lists them in help order.
+Any :class:`~mlzsl.errors.MlzslError` becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from mlzsl import __version__
+from mlzsl.errors import MlzslError
+
+# module names under mlzsl.cli, in the order `mlzsl --help` lists them
+COMMANDS = ("scenes", "extract", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per command module."""
+    parser = argparse.ArgumentParser(
+        prog="mlzsl", description="Multi-label zero-shot learning of images."
+    )
+    parser.add_argument("--version", action="version", version=f"mlzsl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS:
+        module = importlib.import_module(f"mlzsl.cli.{module_name}")
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mlzsl`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except MlzslError as e:
+        print(f"mlzsl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mlzsl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--threads`` option every torch-computing command takes."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine)",
+    )
