@@ -1,0 +1,236 @@
+"""The feature store: one HDF5 file holding backbone feature maps, labels and vocabulary.
+
+Layout (N images, L labels, feature map C×H×W)::
+
+    /features      float16 [N, C, H, W]   chunked one image per chunk, so a read by index
+                                          touches only that image
+    /labels        int8    [N, L]         +1 present, -1 absent, 0 not annotated
+    /image_ids     str     [N]            image path relative to the data folder
+    /split         str     [N]            "train" or "test"
+    /vocabulary/names  str [L]
+    /vocabulary/seen   bool [L]
+    attrs: format, complete, backbone (JSON identity), image_size, mean, std,
+           mlzsl_version, created, source, n_skipped
+
+A store is written whole by :func:`write_store` under a temporary name and renamed into place,
+and ``attrs["complete"]`` is set last: a file at the final path is always a finished store.
+Readers stream by index and never load the feature array whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from mlzsl import __version__
+from mlzsl.errors import DataError
+from mlzsl.labels import LabelSet
+
+FORMAT = "mlzsl-store-1"
+_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass(frozen=True)
+class StoreHeader:
+    """Everything about a store except its per-image arrays.
+
+    Attributes:
+        path: the store file.
+        n_images: N.
+        feature_shape: (C, H, W).
+        label_set: the vocabulary, in label-column order.
+        meta: the file's attributes (backbone identity decoded from JSON).
+    """
+
+    path: Path
+    n_images: int
+    feature_shape: tuple[int, int, int]
+    label_set: LabelSet
+    meta: dict[str, Any]
+
+    @property
+    def backbone(self) -> dict[str, Any]:
+        """The identity of the backbone that made the features."""
+        return dict(self.meta.get("backbone", {}))
+
+
+def _decode(values: Iterable[Any]) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+class FeatureStore:
+    """Read access to a finished store; open it with ``FeatureStore(path)``.
+
+    The HDF5 file is opened lazily in each process (safe with DataLoader workers, which fork
+    after construction) and reads go by index.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid = -1
+        self.header = read_header(self.path)
+        with h5py.File(self.path, "r") as f:
+            self.image_ids: list[str] = _decode(f["image_ids"][:])
+            self.splits: np.ndarray = np.asarray(_decode(f["split"][:]))
+
+    def __len__(self) -> int:
+        return self.header.n_images
+
+    @property
+    def label_set(self) -> LabelSet:
+        """The store's vocabulary."""
+        return self.header.label_set
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices of ``split`` ("train" or "test"), ascending."""
+        if split not in ("train", "test"):
+            raise DataError(f"{self.path}: unknown split {split!r} (expected train or test)")
+        return np.flatnonzero(self.splits == split)
+
+    def features(self, index: int | Sequence[int] | np.ndarray) -> np.ndarray:
+        """Feature maps as float32: [C, H, W] for one index, [n, C, H, W] for several."""
+        dset = self._h5()["features"]
+        if np.isscalar(index):
+            return np.asarray(dset[int(index)], dtype=np.float32)  # type: ignore[arg-type]
+        return _take_rows(dset, index).astype(np.float32)
+
+    def labels(self, index: int | Sequence[int] | np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Label rows (int8 {+1, -1, 0}); small enough to read whole with the default slice."""
+        dset = self._h5()["labels"]
+        if isinstance(index, slice) or np.isscalar(index):
+            return np.asarray(dset[index])
+        return _take_rows(dset, index)
+
+    def close(self) -> None:
+        """Close the underlying file (reopened on the next read)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None  # an open h5py handle does not cross process boundaries
+        return state
+
+
+def _take_rows(dset: h5py.Dataset, index: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Rows ``index`` of ``dset`` in the order asked; h5py wants unique increasing indices."""
+    idx = np.asarray(index, dtype=np.int64)
+    if idx.size == 0:
+        return np.empty((0, *dset.shape[1:]), dtype=dset.dtype)
+    if idx.min() < 0 or idx.max() >= len(dset):
+        raise DataError(f"{dset.file.filename}: row index out of range 0..{len(dset) - 1}")
+    unique, inverse = np.unique(idx, return_inverse=True)
+    return np.asarray(dset[unique])[inverse]
+
+
+def read_header(path: str | Path) -> StoreHeader:
+    """Open ``path`` and check it is a complete mlzsl store; return its header."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: feature store not found")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            if attrs.get("format") != FORMAT:
+                raise DataError(f"{path}: not an mlzsl feature store (format {FORMAT} expected)")
+            if not bool(attrs.get("complete", False)):
+                raise DataError(f"{path}: store is incomplete; rerun `mlzsl extract` to finish it")
+            names = _decode(f["vocabulary/names"][:])
+            seen = [bool(s) for s in f["vocabulary/seen"][:]]
+            shape = tuple(int(s) for s in f["features"].shape)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read HDF5 file ({e})") from None
+    meta = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    meta["backbone"] = json.loads(str(meta.get("backbone", "{}")))
+    for key in ("mean", "std"):
+        if key in meta:
+            meta[key] = [float(x) for x in np.asarray(meta[key]).ravel()]
+    return StoreHeader(
+        path=path,
+        n_images=shape[0],
+        feature_shape=(shape[1], shape[2], shape[3]),
+        label_set=LabelSet(tuple(names), tuple(seen)),
+        meta=meta,
+    )
+
+
+def write_store(
+    path: str | Path,
+    *,
+    features: Iterable[np.ndarray],
+    n_images: int,
+    feature_shape: tuple[int, int, int],
+    labels: np.ndarray,
+    image_ids: Sequence[str],
+    splits: Sequence[str],
+    label_set: LabelSet,
+    meta: dict[str, Any],
+) -> Path:
+    """Write a complete store atomically.
+
+    Args:
+        path: the final file; written as ``path.tmp`` first, then renamed.
+        features: yields float arrays [n_i, C, H, W] in row order, n_i summing to ``n_images``
+            (streamed: only one block is in memory at a time).
+        n_images: N.
+        feature_shape: (C, H, W).
+        labels: int8 [N, L].
+        image_ids: N image paths.
+        splits: N of "train"/"test".
+        label_set: the vocabulary (L labels).
+        meta: attributes; ``backbone`` (a dict) is stored as JSON.
+
+    Returns:
+        The final path.
+    """
+    path = Path(path)
+    n_labels = len(label_set)
+    if labels.shape != (n_images, n_labels) or not len(image_ids) == len(splits) == n_images:
+        raise DataError(
+            f"{path}: inconsistent store contents: labels {labels.shape}, "
+            f"{len(image_ids)} ids, {len(splits)} splits, {n_images} images, {n_labels} labels"
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["complete"] = False
+        dset = f.create_dataset(
+            "features",
+            shape=(n_images, *feature_shape),
+            dtype=np.float16,
+            chunks=(1, *feature_shape) if n_images else None,
+        )
+        row = 0
+        for block in features:
+            dset[row : row + len(block)] = block.astype(np.float16)
+            row += len(block)
+        if row != n_images:
+            raise DataError(f"{path}: {row} feature rows written, {n_images} expected")
+        f.create_dataset("labels", data=labels.astype(np.int8))
+        f.create_dataset("image_ids", data=list(image_ids), dtype=_STR)
+        f.create_dataset("split", data=list(splits), dtype=_STR)
+        f.create_dataset("vocabulary/names", data=list(label_set.names), dtype=_STR)
+        f.create_dataset("vocabulary/seen", data=np.asarray(label_set.seen, dtype=bool))
+        for key, value in meta.items():
+            f.attrs[key] = json.dumps(value) if key == "backbone" else value
+        f.attrs["mlzsl_version"] = __version__
+        f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        f.attrs["complete"] = True  # last: a crash before here leaves complete=False
+    os.replace(tmp, path)
+    return path

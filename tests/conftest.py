@@ -1,0 +1,49 @@
+"""Shared fixtures: small image folders in the user data format, the shared data folder."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+# ../shared/data beside the repository (present on developer machines and in CI)
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # 2 shared cores: one thread is faster and steadier
+
+
+def make_image_folder(root: Path, n_images: int, *, size: int = 48, seed: int = 0) -> Path:
+    """Write ``n_images`` random PNGs and a 6-label vocabulary (2 unseen) in the user format."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    labels = ["red circle", "blue square", "green star", "red square", "blue star", "green circle"]
+    with (root / "vocabulary.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "split"])
+        for i, name in enumerate(labels):
+            w.writerow([name, "unseen" if i >= 4 else "seen"])
+    with (root / "labels.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "split", "labels"])
+        for i in range(n_images):
+            name = f"images/img_{i:04d}.png"
+            pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name)
+            chosen = rng.choice(len(labels), size=rng.integers(1, 3), replace=False)
+            split = "test" if i % 3 == 0 else "train"
+            w.writerow([name, split, "|".join(labels[j] for j in sorted(chosen))])
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A folder of 24 small random images in the user data format."""
+    return make_image_folder(tmp_path / "data", 24)
