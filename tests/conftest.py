@@ -47,3 +47,15 @@ def make_image_folder(root: Path, n_images: int, *, size: int = 48, seed: int = 
 def image_folder(tmp_path: Path) -> Path:
     """A folder of 24 small random images in the user data format."""
     return make_image_folder(tmp_path / "data", 24)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A feature store of 36 random images (EfficientNet-Lite0 at 64 px: 1280×2×2 maps)."""
+    from mlzsl.data.extract import extract_features
+
+    root = make_image_folder(tmp_path_factory.mktemp("tiny") / "data", 36, size=64)
+    torch.set_num_threads(1)
+    out = root.parent / "tiny.h5"
+    extract_features(root, out, image_size=64, workers=0, show_progress=False)
+    return out

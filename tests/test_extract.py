@@ -92,8 +92,20 @@ def _read_all(path: Path) -> dict[str, np.ndarray]:
 def test_sigkill_then_rerun_gives_the_same_store(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "data", 64, size=96)
     env = {**os.environ, "MLZSL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "mlzsl", "extract", str(root), "--image-size", "160",
-           "--batch-size", "4", "--workers", "0", *EXTRACT]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlzsl",
+        "extract",
+        str(root),
+        "--image-size",
+        "160",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        *EXTRACT,
+    ]
     whole = tmp_path / "whole.h5"
     subprocess.run([*cmd, "--out", str(whole)], check=True, env=env, capture_output=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from mlzsl.errors import ConfigError
 
@@ -21,3 +22,9 @@ def set_threads(threads: int | None) -> int:
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)  # for worker processes started later
     return torch.get_num_threads()
+
+
+def cache_home() -> Path:
+    """mlzsl's own folder: ``$MLZSL_CACHE`` if set, else ``~/.cache/mlzsl``."""
+    root = os.environ.get("MLZSL_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "mlzsl"

@@ -16,7 +16,7 @@ from mlzsl import __version__
 from mlzsl.errors import MlzslError
 
 # module names under mlzsl.cli, in the order `mlzsl --help` lists them
-COMMANDS = ("scenes", "extract", "demo")
+COMMANDS = ("demo", "scenes", "extract", "train", "eval", "tag", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,5 +65,5 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=positive_int,
         default=None,
-        help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine)",
+        help="CPU threads for torch (default: torch's choice; 1 is often fastest when busy)",
     )

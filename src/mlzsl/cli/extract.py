@@ -13,7 +13,9 @@ HELP = "extract backbone feature maps of a data folder into an HDF5 feature stor
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mlzsl extract``."""
-    parser.add_argument("data_dir", type=Path, help="folder with vocabulary.csv, labels.csv, images")
+    parser.add_argument(
+        "data_dir", type=Path, help="folder with vocabulary.csv, labels.csv, images"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the store to write (.h5)")
     parser.add_argument("--backbone", default=None, help="backbone name (see --list-backbones)")
     parser.add_argument("--weights", default=None, help="backbone weights: a path, URL or 'random'")

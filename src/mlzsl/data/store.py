@@ -107,14 +107,14 @@ class FeatureStore:
         dset = self._h5()["features"]
         if np.isscalar(index):
             return np.asarray(dset[int(index)], dtype=np.float32)  # type: ignore[arg-type]
-        return _take_rows(dset, index).astype(np.float32)
+        return _take_rows(dset, index).astype(np.float32)  # type: ignore[arg-type]
 
     def labels(self, index: int | Sequence[int] | np.ndarray | slice = slice(None)) -> np.ndarray:
         """Label rows (int8 {+1, -1, 0}); small enough to read whole with the default slice."""
         dset = self._h5()["labels"]
         if isinstance(index, slice) or np.isscalar(index):
             return np.asarray(dset[index])
-        return _take_rows(dset, index)
+        return _take_rows(dset, index)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Close the underlying file (reopened on the next read)."""

@@ -1,0 +1,56 @@
+"""The one checkpoint format: a self-describing ``torch.save`` dict, written atomically.
+
+Keys: ``format``, ``mlzsl_version``, ``model`` (registered name), ``model_args`` (builder
+keyword arguments, in_channels and embed_dim included), ``embedder`` (spec) and
+``embedder_identity``, ``vocabulary`` (names + seen flags of the training store), ``backbone``
+(identity dict of the store's backbone), ``image_size``, ``mean``, ``std``, ``config`` (the
+resolved training config), ``epoch``, ``metrics``, ``state_dict``; a resumable checkpoint adds
+``train_state`` (optimizer, scheduler, RNG states, history).
+
+A write goes to a temporary file in the same folder, is flushed to disk, then renamed over the
+target, so a killed write never leaves a checkpoint that looks whole.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlzsl import __version__
+from mlzsl.errors import DataError
+
+FORMAT = "mlzsl-checkpoint-1"
+REQUIRED = ("model", "model_args", "embedder", "vocabulary", "backbone", "state_dict")
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Atomically write ``payload`` (plus format and version) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        torch.save({"format": FORMAT, "mlzsl_version": __version__, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint; errors name the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many types for a damaged or foreign file
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DataError(f"{path}: not an mlzsl checkpoint (format {FORMAT} expected)")
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise DataError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return payload

@@ -1,0 +1,46 @@
+"""``mlzsl models``: registered models with their parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlzsl.cli import positive_int
+
+NAME = "models"
+HELP = "list registered models with parameter counts"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``mlzsl models``."""
+    parser.add_argument(
+        "--in-channels",
+        type=positive_int,
+        default=1280,
+        help="feature channels C for the counts (default: EfficientNet-Lite0's)",
+    )
+    parser.add_argument(
+        "--embed-dim",
+        type=positive_int,
+        default=50,
+        help="label-vector size E for the counts (default: GloVe-50)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the registry."""
+    from mlzsl.cli._common import format_table, print_json
+    from mlzsl.models import count_parameters, create_model, list_models
+
+    counts = {
+        name: count_parameters(
+            create_model(name, in_channels=args.in_channels, embed_dim=args.embed_dim)
+        )
+        for name in list_models()
+    }
+    if args.json:
+        print_json({"in_channels": args.in_channels, "embed_dim": args.embed_dim, "models": counts})
+    else:
+        print(format_table(["model", "parameters"], [[n, f"{c:,}"] for n, c in counts.items()]))
+        print(f"(counted at C={args.in_channels}, E={args.embed_dim})")
+    return 0

@@ -1,0 +1,60 @@
+"""``mlzsl train --store STORE.h5 --model NAME --out DIR [key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mlzsl.cli import add_threads_argument
+
+NAME = "train"
+HELP = "train a model on a feature store (resumes an interrupted run in the same --out)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``mlzsl train``."""
+    parser.add_argument("--store", type=Path, required=True, help="feature store (.h5)")
+    parser.add_argument("--model", default=None, help="registered model name (see `mlzsl models`)")
+    parser.add_argument("--embedder", default=None, help="label embedder spec (default glove50)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--config", type=Path, default=None, help="YAML config file")
+    parser.add_argument(
+        "--no-resume", action="store_true", help="start over even if last.pt exists"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    add_threads_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then print the best epoch's metrics."""
+    from mlzsl.cli._common import print_json, results_table
+    from mlzsl.config import load_config
+    from mlzsl.engine import fit
+    from mlzsl.runtime import set_threads
+
+    set_threads(args.threads)
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"model={args.model}")
+    if args.embedder:
+        overrides.append(f"embedder={args.embedder}")
+    config = load_config(args.config, overrides)
+    result = fit(config, args.store, args.out, resume=not args.no_resume, quiet=args.json)
+    metrics = result.best.to_dict()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
+    if args.json:
+        print_json(
+            {
+                **metrics,
+                "best_epoch": result.best_epoch,
+                "seconds": result.seconds,
+                "out": str(result.out_dir),
+            }
+        )
+    else:
+        print(results_table({config.model: metrics}, config.ks))
+        print(f"best epoch {result.best_epoch}; run folder {result.out_dir}")
+    return 0

@@ -1,0 +1,184 @@
+"""Training configuration: one dataclass, one YAML loader, ``key=value`` overrides.
+
+A config file is YAML holding a subset of :class:`TrainConfig`'s fields. Unknown keys and values
+of the wrong type are rejected with a message naming the file and the key. Overrides use dotted
+keys for the nested ``model_args`` mapping: ``lr=3e-4``, ``model_args.groups=4``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlzsl.errors import ConfigError
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides a training run.
+
+    Attributes:
+        model: a registered model name.
+        model_args: keyword arguments of the model builder (besides in_channels / embed_dim).
+        embedder: label-vector embedder spec (``glove50``, ``minilm``, ``glove:PATH``, ...).
+        loss: ``ranking`` (LESA/BiAM) or ``bce``.
+        optimizer: ``adam``, ``adamw`` or ``rmsprop``.
+        lr: peak learning rate.
+        weight_decay: L2 (adam, rmsprop) or decoupled (adamw) weight decay.
+        batch_size: global batch size (split across ranks under torchrun).
+        epochs: training epochs.
+        warmup_epochs: linear warm-up length, in epochs (may be fractional).
+        schedule: ``cosine`` (to 0 after warm-up) or ``constant``.
+        seed: seeds the model initialisation and the data order.
+        select_metric: ``zsl.mAP``-style key choosing the best checkpoint (higher is better).
+        eval_every: evaluate every this many epochs (and always after the last).
+        grad_clip: clip the gradient norm to this (0 disables).
+        workers: DataLoader workers reading the store.
+        ks: the K values of P/R/F1@K (NUS-WIDE and scenes 3, 5; Open Images 10, 20).
+    """
+
+    model: str = "ml2p"
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    embedder: str = "glove50"
+    loss: str = "ranking"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    epochs: int = 20
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"
+    seed: int = 0
+    select_metric: str = "zsl.mAP"
+    eval_every: int = 1
+    grad_clip: float = 0.0
+    workers: int = 0
+    ks: list[int] = dataclasses.field(default_factory=lambda: [3, 5])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML- and JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "loss": ("ranking", "bce"),
+    "optimizer": ("adam", "adamw", "rmsprop"),
+    "schedule": ("cosine", "constant"),
+}
+
+
+def _check_type(name: str, value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` converted to the field's type, or raise ConfigError."""
+    hint = typing.get_origin(annotation) or annotation
+    if hint is list:
+        (item,) = typing.get_args(annotation) or (object,)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {name} must be a list, got {value!r}")
+        return [_check_type(f"{name}[{i}]", v, item, where) for i, v in enumerate(value)]
+    if hint is object:
+        return value
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {name} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is type(None) and value is None:
+                return None
+            if arg is not type(None):
+                try:
+                    return _check_type(name, value, arg, where)
+                except ConfigError:
+                    pass
+    type_name = getattr(annotation, "__name__", str(annotation))
+    raise ConfigError(f"{where}: {name} must be {type_name}, got {value!r}")
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
+    """Build a validated :class:`TrainConfig` from a mapping (unknown keys rejected)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings at the top level")
+    types_ = _field_types()
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(types_)})")
+    values = {k: _check_type(k, v, types_[k], where) for k, v in data.items()}
+    for key, allowed in _CHOICES.items():
+        if key in values and values[key] not in allowed:
+            raise ConfigError(f"{where}: {key} must be one of {allowed}, got {values[key]!r}")
+    config = TrainConfig(**values)
+    for key in ("batch_size", "epochs", "eval_every"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{where}: {key} must be at least 1")
+    if config.lr <= 0 or config.warmup_epochs < 0 or config.workers < 0:
+        raise ConfigError(f"{where}: lr must be > 0, warmup_epochs and workers ≥ 0")
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model_args.groups=4"`` -> (["model_args", "groups"], 4); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: value is not valid YAML") from None
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (or start from defaults) and apply ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        where = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{line}: malformed YAML") from None
+        data = loaded if loaded is not None else {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] == "model_args" and len(keys) == 2:
+            data.setdefault("model_args", {})
+            data["model_args"] = {**dict(data["model_args"] or {}), keys[1]: value}
+        elif len(keys) == 1:
+            data[keys[0]] = value
+        else:
+            raise ConfigError(f"override {text!r}: only model_args.KEY may be nested")
+    return config_from_dict(data, where)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,128 @@
+"""Training losses on scores [B, L] and targets [B, L] in {+1, -1, 0} (0 = not annotated).
+
+Every loss is a function ``loss(scores, targets, **options) -> scalar Tensor``; :data:`LOSSES`
+names them and :func:`get_loss` looks one up with its options bound. Entries whose target is 0
+never contribute to any loss.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mlzsl.errors import ConfigError
+
+__all__ = ["LOSSES", "LossFn", "get_loss", "ranking_loss", "weighted_bce_loss"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+_EPS = 1e-8  # LESA's eps in the ranking loss denominator
+
+
+def _as_float(scores: Tensor) -> Tensor:
+    """Half-precision scores are promoted so that sums and pair counts stay exact."""
+    return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+
+
+def ranking_loss(scores: Tensor, targets: Tensor) -> Tensor:
+    """Pairwise ranking loss of LESA (Huynh & Elhamifar, CVPR 2020), used by BiAM and (ML)²P peers.
+
+    For image i, over every pair (p, n) with y[i, p] = +1 and y[i, n] = -1 (0-targets are in
+    neither set), d = max(0, 1 + s[i, n] - s[i, p]);
+    L_i = Σ d / (number of pairs with d > 0 + 1e-8); the loss is the mean of L_i over all B images.
+    An image with no violating pair (no pairs at all, or every positive ahead of every negative by
+    at least 1) has L_i = 0 and still counts in the mean. This follows LESA's TensorFlow
+    ``_ranking_loss`` (hbdat/cvpr20_LESA, ``core/model_share_attention.py``): ``violation`` =
+    Σ sign(d), ``loss = reduce_mean(Σ d / (violation + eps))`` over the batch axis. LESA first keeps
+    only the label columns annotated somewhere in the batch; columns with no annotation have no
+    pairs, so that selection changes nothing and is skipped here.
+
+    Memory: the pairwise tensor is [B, L, L]; a few such float32 tensors live at once (with their
+    autograd copies). NUS-WIDE training (B = 32, L = 925 seen labels) holds 27.4 M entries per
+    tensor, about 110 MB each, under 1 GB in all; Open Images' 7,186 seen labels need a batch of at
+    most 4 for the same memory.
+
+    Args:
+        scores: [B, L] real scores.
+        targets: [B, L] with +1 (positive), -1 (negative), 0 (not annotated); any dtype.
+
+    Returns:
+        A scalar tensor.
+    """
+    scores = _as_float(scores)
+    positive = targets > 0  # [B, L]
+    negative = targets < 0  # [B, L]
+    pairs = negative.unsqueeze(2) & positive.unsqueeze(1)  # [B, L(n), L(p)]
+    margin = 1 + scores.unsqueeze(2) - scores.unsqueeze(1)  # [B, L(n), L(p)]: 1 + s_n - s_p
+    hinge = torch.where(pairs, margin.clamp_min(0), margin.new_zeros(()))  # [B, L, L]
+    violations = (hinge > 0).sum(dim=(1, 2)).to(hinge.dtype)  # [B]
+    per_image = hinge.sum(dim=(1, 2)) / (violations + _EPS)  # [B]
+    return per_image.mean()
+
+
+def weighted_bce_loss(scores: Tensor, targets: Tensor, pos_weight: float | None = None) -> Tensor:
+    """Binary cross-entropy with logits on the annotated entries only, positives weighted.
+
+    The scores are taken as logits. Each annotated entry (target ±1) contributes
+    BCE(sigmoid(s), y) with y = 1 for +1 and 0 for -1, the positive term multiplied by
+    ``pos_weight``; the loss is the mean over annotated entries (0 when there are none).
+
+    Args:
+        scores: [B, L] logits.
+        targets: [B, L] in {+1, -1, 0}.
+        pos_weight: weight of positive entries. ``None`` (default) uses the batch's ratio
+            (annotated negatives) / (positives), computed without gradient, which balances the
+            two classes' total weight in each batch; 1.0 when the batch has no positive or no
+            negative entry.
+
+    Returns:
+        A scalar tensor.
+    """
+    scores = _as_float(scores)
+    annotated = targets != 0  # [B, L]
+    positive = (targets > 0).to(scores.dtype)  # [B, L]
+    if pos_weight is None:
+        n_pos = int((targets > 0).sum())
+        n_neg = int((targets < 0).sum())
+        pos_weight = n_neg / n_pos if n_pos and n_neg else 1.0
+    weight = scores.new_tensor(float(pos_weight))
+    per_entry = F.binary_cross_entropy_with_logits(
+        scores, positive, pos_weight=weight, reduction="none"
+    )  # [B, L]
+    per_entry = torch.where(annotated, per_entry, per_entry.new_zeros(()))  # [B, L]
+    return per_entry.sum() / annotated.sum().clamp_min(1)
+
+
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "ranking": ranking_loss,
+    "bce": weighted_bce_loss,
+}
+
+
+def get_loss(name: str, **options: Any) -> LossFn:
+    """The loss ``name`` from :data:`LOSSES`, with its keyword options bound.
+
+    Args:
+        name: ``"ranking"`` or ``"bce"``.
+        **options: keyword options of that loss (e.g. ``pos_weight`` for ``"bce"``).
+
+    Raises:
+        ConfigError: unknown loss name or option.
+    """
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
+    loss = LOSSES[name]
+    accepted = list(inspect.signature(loss).parameters)[2:]  # after scores, targets
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"loss {name!r} has no option(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(accepted) or 'none'}"
+        )
+    return functools.partial(loss, **options) if options else loss

@@ -1,0 +1,159 @@
+"""Model registry: every MLZSL method as a small registered builder, timm-style.
+
+Every model shares one interface::
+
+    model(features: Tensor[B, C, H, W], label_vectors: Tensor[L, E]) -> scores: Tensor[B, L]
+
+The label set is an input, never a fixed output layer, so seen, unseen and user-chosen labels all
+go through the same call. Builders take keyword-only typed arguments; ``in_channels`` (C) and
+``embed_dim`` (E, the label-vector size) are required by every builder, so engine code can call
+``create_model(name, in_channels=C, embed_dim=E, **model_kwargs)``. Builders whose layers depend on
+the size of the feature map (``ml2p``'s token-mixing MLP) also take ``num_positions`` (P = H·W);
+:func:`model_arguments` tells which keywords a builder accepts.
+
+Every model instance carries:
+
+* ``model_name``: the registry name it is built under;
+* ``config``: a ``dict`` of its constructor keywords, so
+  ``create_model(model.model_name, **model.config)`` rebuilds an identical architecture
+  (the checkpoint format stores these two next to the state dict);
+* ``forward_embeddings(features) -> Tensor``: the label-independent part, a tensor with B first
+  (for ``ml2p`` and ``fast0tag`` the K scoring vectors [B, K, E], K = G or 1), and
+  ``score(embeddings, label_vectors) -> Tensor[B, L]``, with
+  ``forward(f, v) == score(forward_embeddings(f), v)``: a tagger embeds images once and scores
+  any number of label sets;
+* optionally ``extra_loss() -> Tensor | None``: an auxiliary loss (attention regularisers of
+  LESA, SDL's diversity term) that the trainer adds to the main loss; absent means none.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+from mlzsl.errors import ConfigError
+
+__all__ = [
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_arguments",
+    "register_model",
+]
+
+_Builder = TypeVar("_Builder", bound=Callable[..., nn.Module])
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[_Builder], _Builder]:
+    """Decorator registering a builder function under ``name``.
+
+    Args:
+        name: the registry name (``create_model(name, ...)``); must be new.
+
+    Raises:
+        ValueError: ``name`` is already registered (a programming error, not a user one).
+    """
+
+    def decorate(builder: _Builder) -> _Builder:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = builder
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(_MODELS)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def model_arguments(name: str) -> dict[str, Any]:
+    """The keywords the builder ``name`` accepts, each with its default.
+
+    Required keywords map to :data:`inspect.Parameter.empty`.
+
+    Raises:
+        ConfigError: ``name`` is not a registered model.
+    """
+    params = inspect.signature(_builder(name)).parameters
+    return {key: p.default for key, p in params.items()}
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build the registered model ``name`` from keyword arguments.
+
+    Args:
+        name: a name from :func:`list_models`.
+        **kwargs: the builder's keywords; at least ``in_channels`` and ``embed_dim``.
+
+    Returns:
+        The model, with ``model_name`` and ``config`` attributes (see the module docstring).
+
+    Raises:
+        ConfigError: unknown model name, unknown or missing keyword, or a value of the wrong type
+            or out of range; the message names the model and the keyword.
+    """
+    builder = _builder(name)
+    accepted = model_arguments(name)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no argument(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(accepted)}"
+        )
+    missing = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in kwargs]
+    if missing:
+        raise ConfigError(f"model {name!r} needs argument(s) {', '.join(missing)}")
+    hints = typing.get_type_hints(builder)
+    for key, value in kwargs.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(
+                f"model {name!r}: argument {key} must be {_type_name(hints[key])}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+    return builder(**kwargs)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits a simple type hint (int, float, bool, str, unions, None)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # bool is an int subclass, but `groups=True` is a mistake
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a hint we do not check here; the model checks the value where it uses it
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of scalar parameters in ``model`` (optionally only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# Importing the method modules runs their @register_model decorators.
+from mlzsl.models import fast0tag, ml2p  # noqa: E402, F401
