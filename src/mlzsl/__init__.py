@@ -1,8 +1,41 @@
 """mlzsl: multi-label zero-shot learning of images.
 
-(ML)²P-Encoder (Liu et al., CVPR 2023) and its peers, on one exact evaluation protocol.
+(ML)²P-Encoder (Liu et al., CVPR 2023) and its peers, on one exact evaluation protocol::
+
+    from mlzsl import Tagger
+    tagger = Tagger.from_checkpoint("mlzsl-demo/runs/ml2p/best.pt")
+    tagger.tag(["photo.png"], "red star, blue heart", top_k=2)
+
+The public names are imported lazily, so ``import mlzsl`` (and the CLI's start-up) stays light.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "LabelSet": "mlzsl.labels",
+    "FeatureStore": "mlzsl.data.store",
+    "extract_features": "mlzsl.data.extract",
+    "read_user_dataset": "mlzsl.data.userdata",
+    "create_backbone": "mlzsl.backbones",
+    "create_embedder": "mlzsl.embeddings",
+    "embed_labels": "mlzsl.embeddings",
+    "create_model": "mlzsl.models",
+    "list_models": "mlzsl.models",
+    "load_config": "mlzsl.config",
+    "fit": "mlzsl.engine",
+    "evaluate": "mlzsl.protocol",
+    "Tagger": "mlzsl.tagger",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mlzsl' has no attribute {name!r}")

@@ -1,0 +1,126 @@
+"""Training and inference throughput of the model heads, with achieved GFLOP/s vs the matmul peak.
+
+    python benchmarks/bench_heads.py [--threads 2] [--batch 64] [--models ml2p fast0tag]
+
+On the demo's sizes (EfficientNet-Lite0 maps 1280×5×5, GloVe-50 vectors; 60 seen labels in
+training, 80 labels at inference), each model is timed for a training step (forward, ranking
+loss, backward, Adam) and for an inference forward. FLOPs come from torch's FlopCounterMode;
+the peak is a float32 1024×1024 matrix multiply timed in the same run with the same threads,
+so every ratio printed is from one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mlzsl.losses import ranking_loss
+from mlzsl.models import count_parameters, create_model, model_arguments
+
+
+def best_time(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
+    """Smallest wall time of ``repeat`` calls (the least disturbed by other work)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak(n: int = 1024, repeat: int = 10) -> float:
+    """GFLOP/s of an n×n float32 matrix multiply."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best_time(lambda: a @ b, repeat) / 1e9
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs torch counts for one call of ``fn``."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
+    """Training and inference figures of one model."""
+    c, h, w, e = args.channels, args.side, args.side, args.embed_dim
+    kwargs = {"in_channels": c, "embed_dim": e}
+    if "num_positions" in model_arguments(name):
+        kwargs["num_positions"] = h * w
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs)
+    feats = torch.randn(args.batch, c, h, w).relu()
+    seen, labels = torch.randn(args.seen, e), torch.randn(args.labels, e)
+    targets = (torch.rand(args.batch, args.seen) < 0.05).to(torch.int8) * 2 - 1
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def train_step() -> None:
+        loss = ranking_loss(model(feats, seen), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(feats, labels)
+
+    model.train()
+    train_s, train_flops = best_time(train_step, args.repeat), count_flops(train_step)
+    model.eval()
+    infer_s, infer_flops = best_time(infer, args.repeat), count_flops(infer)
+    return {
+        "parameters": count_parameters(model),
+        "train_img_per_s": args.batch / train_s,
+        "train_gflop_per_s": train_flops / train_s / 1e9,
+        "infer_img_per_s": args.batch / infer_s,
+        "infer_gflop_per_s": infer_flops / infer_s / 1e9,
+        "infer_mflop_per_img": infer_flops / args.batch / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["ml2p", "fast0tag"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=1280)
+    parser.add_argument("--side", type=int, default=5)
+    parser.add_argument("--embed-dim", type=int, default=50)
+    parser.add_argument("--seen", type=int, default=60)
+    parser.add_argument("--labels", type=int, default=80)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak()
+    results = {name: bench_model(name, args) for name in args.models}
+    if args.json:
+        print(json.dumps({"matmul_peak_gflop_per_s": peak, "models": results}))
+        return
+    print(
+        f"float32 matmul peak: {peak:.1f} GFLOP/s ({args.threads} threads); batch {args.batch}, "
+        f"features {args.channels}×{args.side}×{args.side}, E={args.embed_dim}"
+    )
+    head = (
+        f"{'model':10} {'params':>10} {'train img/s':>12} {'train GF/s':>11} {'% peak':>7} "
+        f"{'infer img/s':>12} {'infer GF/s':>11} {'% peak':>7} {'MFLOP/img':>10}"
+    )
+    print(head)
+    for name, r in results.items():
+        print(
+            f"{name:10} {r['parameters']:>10,} {r['train_img_per_s']:>12.0f} "
+            f"{r['train_gflop_per_s']:>11.1f} {100 * r['train_gflop_per_s'] / peak:>6.0f}% "
+            f"{r['infer_img_per_s']:>12.0f} {r['infer_gflop_per_s']:>11.1f} "
+            f"{100 * r['infer_gflop_per_s'] / peak:>6.0f}% {r['infer_mflop_per_img']:>10.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
