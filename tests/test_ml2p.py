@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.losses import ranking_loss
 from mlzsl.models import count_parameters, create_model
-from mlzsl.models.ml2p import GroupAttention, channel_shuffle
+from mlzsl.models.ml2p import GroupAttention, ML2PEncoder, channel_shuffle
 
 torch.set_num_threads(1)
 
@@ -155,3 +156,22 @@ def test_map_size_mismatch_names_num_positions() -> None:
 def test_non_positive_sizes_raise_config_error(key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         small(**{key: 0})
+
+
+def test_position_pooling_scores_keeps_every_position() -> None:
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=8, embed_dim=6, num_positions=9, groups=2)
+    model = ML2PEncoder(**kwargs, position_pooling="scores").eval()
+    feats, labels = torch.randn(4, 8, 3, 3).relu(), torch.randn(5, 6)
+    emb = model.forward_embeddings(feats)
+    assert emb.shape == (4, 9 * 2, 6)  # P·G scoring vectors
+    manual = torch.einsum("bke,le->bkl", emb, F.normalize(labels, dim=-1)).amax(dim=1)
+    torch.testing.assert_close(model(feats, labels), manual)
+    torch.testing.assert_close(model(feats[1:2], labels), model(feats, labels)[1:2])
+    perm = torch.randperm(5)
+    torch.testing.assert_close(model(feats, labels[perm]), model(feats, labels)[:, perm])
+    model.train()
+    model(feats, labels).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises(ConfigError, match="position_pooling"):
+        ML2PEncoder(**kwargs, position_pooling="mean")

@@ -9,6 +9,7 @@ comparison (``results.json``, ``comparison.png``) and a few tagged test images.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from mlzsl.checkpoint import load_checkpoint
 from mlzsl.config import TrainConfig, load_config
@@ -70,7 +72,9 @@ def run_demo(
     for name in models:
         config = load_config(packaged_config("scenes", name), [f"seed={seed}", *overrides])
         configs[name] = config
-        fitted = fit(config, store, out / "runs" / name, quiet=quiet)
+        run = out / "runs" / name
+        _clear_if_other_config(run, config)
+        fitted = fit(config, store, run, quiet=quiet)
         results[name] = fitted.best.to_dict()
     best = out / "runs" / models[0] / "best.pt"
     remember_demo_checkpoint(best)
@@ -85,6 +89,13 @@ def run_demo(
     )
     plot_comparison(results, out / "comparison.png")
     return result
+
+
+def _clear_if_other_config(run: Path, config: TrainConfig) -> None:
+    """A demo rerun resumes its own runs but starts over a run made with other settings."""
+    saved = run / "config.yaml"
+    if saved.is_file() and yaml.safe_load(saved.read_text()) != config.to_dict():
+        shutil.rmtree(run)
 
 
 def tag_examples(

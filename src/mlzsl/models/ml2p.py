@@ -58,6 +58,13 @@ Every choice and its source ("release" = read from the official code, "paper" = 
    place in an image's top K. Per-label AP (mAP) is unchanged by this choice whenever a label's
    scores are positive: scaling a label's vector by a positive number commutes with the max.
 
+9. ``position_pooling`` (ours; default ``"features"``, the release): ``"scores"`` moves the max
+   over positions from the features to the scores: sigmoid and group attention run on every
+   position's (G, E) block, and a label's score is the max over positions *and* groups. On the
+   compositional scenes data (labels are colour + shape pairs) this keeps colour and shape of the
+   same object together, which the release's per-channel max over positions pulls apart; see the
+   README's demo section for the measured difference.
+
 Numerics at initialisation (PyTorch default inits, kept as released): with τ_g = 1 the logits
 q kᵀ·τ are cosines in [-1, 1], so each row of R is close to uniform over E and R v starts near the
 channel mean of v; the mixer's LayerNorm then rescales the small differences that remain, and
@@ -101,6 +108,8 @@ from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 
 __all__ = ["ML2PEncoder", "ml2p"]
+
+POSITION_POOLING = ("features", "scores")
 
 
 def _check_positive(**values: int) -> None:
@@ -214,6 +223,10 @@ class ML2PEncoder(nn.Module):
         attention_residual: add the input to the channel attention output (poster; off released).
         interleave_groups: read the G scoring vectors with the released stride-G interleave.
         normalize_labels: L2-normalise label vectors before scoring (ours; see module docstring).
+        position_pooling: ``"features"`` (released) max-pools the mixer output over positions
+            before the sigmoid and group attention, giving G scoring vectors; ``"scores"`` (ours)
+            keeps every position, runs sigmoid and group attention per position and lets the
+            score's max run over positions and groups (P·G scoring vectors).
     """
 
     model_name = "ml2p"
@@ -231,8 +244,13 @@ class ML2PEncoder(nn.Module):
         attention_residual: bool = False,
         interleave_groups: bool = True,
         normalize_labels: bool = True,
+        position_pooling: str = "features",
     ) -> None:
         super().__init__()
+        if position_pooling not in POSITION_POOLING:
+            raise ConfigError(
+                f"ml2p: position_pooling must be one of {POSITION_POOLING}, got {position_pooling!r}"
+            )
         _check_positive(
             in_channels=in_channels,
             embed_dim=embed_dim,
@@ -242,7 +260,7 @@ class ML2PEncoder(nn.Module):
             token_reduction=token_reduction,
             channel_reduction=channel_reduction,
         )
-        self.config: dict[str, int | bool] = dict(
+        self.config: dict[str, int | bool | str] = dict(
             in_channels=in_channels,
             embed_dim=embed_dim,
             num_positions=num_positions,
@@ -253,7 +271,9 @@ class ML2PEncoder(nn.Module):
             attention_residual=attention_residual,
             interleave_groups=interleave_groups,
             normalize_labels=normalize_labels,
+            position_pooling=position_pooling,
         )
+        self.position_pooling = position_pooling
         self.in_channels, self.embed_dim, self.num_positions = in_channels, embed_dim, num_positions
         self.groups = groups
         self.interleave_groups, self.normalize_labels = interleave_groups, normalize_labels
@@ -293,7 +313,8 @@ class ML2PEncoder(nn.Module):
             features: [B, C, H, W] with H·W = ``num_positions``.
 
         Returns:
-            [B, G, E]; the score of a label is the max over G of the dot product with its vector.
+            [B, K, E] scoring vectors, K = G (``position_pooling="features"``) or P·G
+            (``"scores"``); a label's score is the max over K of the dot product with its vector.
         """
         self._check_features(features)
         b = features.shape[0]
@@ -301,11 +322,14 @@ class ML2PEncoder(nn.Module):
         x = channel_shuffle(x, self.groups)  # [B, G·E, H, W]
         x = self.channel_attention(x)  # [B, G, E, P]
         x = self.mixer(x.transpose(-1, -2))  # [B, G, P, E]
-        x = torch.sigmoid(x.amax(dim=2))  # [B, G, E]
-        x = self.group_attention(x)  # [B, G, E]
-        if self.interleave_groups:  # numpy's out.reshape(E, G).T on each image, as released
-            x = x.reshape(b, self.embed_dim, self.groups).transpose(1, 2)  # [B, G, E]
-        return x
+        if self.position_pooling == "features":
+            x = torch.sigmoid(x.amax(dim=2))[:, None]  # [B, 1, G, E], as released
+        else:
+            x = torch.sigmoid(x).transpose(1, 2)  # [B, P, G, E]: every position kept
+        x = self.group_attention(x)  # [B, K', G, E]: G×G attention per pooled map or position
+        if self.interleave_groups:  # numpy's out.reshape(E, G).T on each (G, E) block, as released
+            x = x.reshape(b, -1, self.embed_dim, self.groups).transpose(-1, -2)  # [B, K', G, E]
+        return x.reshape(b, -1, self.embed_dim)  # [B, K'·G, E]
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] from scoring vectors [B, G, E] and label vectors [L, E]."""
@@ -345,6 +369,7 @@ def ml2p(
     attention_residual: bool = False,
     interleave_groups: bool = True,
     normalize_labels: bool = True,
+    position_pooling: str = "features",
 ) -> ML2PEncoder:
     """(ML)²P-Encoder (Liu et al., CVPR 2023) over a feature map; defaults are the release's."""
     return ML2PEncoder(
@@ -358,4 +383,5 @@ def ml2p(
         attention_residual=attention_residual,
         interleave_groups=interleave_groups,
         normalize_labels=normalize_labels,
+        position_pooling=position_pooling,
     )

@@ -1,0 +1,158 @@
+"""End to end through ``mlzsl.cli.main``: scenes -> extract -> train -> eval -> tag, and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlzsl.cli import main
+from mlzsl.config import load_config
+from mlzsl.demo import DEMO_MODELS, packaged_config, run_demo
+from mlzsl.engine import build_model
+from mlzsl.tagger import Tagger
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small scenes data, its store and a trained fast0tag run, all through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    data, store, run = root / "scenes", root / "s.h5", root / "run"
+    assert (
+        main(["scenes", "--out", str(data), "--train", "48", "--test", "24", "--size", "64"]) == 0
+    )
+    assert (
+        main(["extract", str(data), "--out", str(store), "--workers", "0", "--threads", "1"]) == 0
+    )
+    code = main(
+        [
+            "train",
+            "--store",
+            str(store),
+            "--model",
+            "fast0tag",
+            "--out",
+            str(run),
+            "--threads",
+            "1",
+            "epochs=2",
+            "batch_size=16",
+        ]
+    )
+    assert code == 0
+    return {"data": data, "store": store, "ckpt": run / "best.pt", "root": root}
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_eval_json_has_percent_metrics(pipeline: dict[str, Path], capsys) -> None:
+    capsys.readouterr()
+    args = ["eval", "--checkpoint", str(pipeline["ckpt"]), "--store", str(pipeline["store"])]
+    assert main([*args, "--json", "--per-label", str(pipeline["root"] / "pl")]) == 0
+    out = _json(capsys)
+    for split in ("zsl", "gzsl"):
+        assert {"mAP", "P@3", "R@3", "F1@3", "P@5", "R@5", "F1@5"} <= set(out[split])
+        assert 0 <= out[split]["mAP"] <= 100
+    assert (pipeline["root"] / "pl" / "per_label_zsl.csv").is_file()
+
+
+def test_tag_and_the_python_api_agree(pipeline: dict[str, Path], capsys) -> None:
+    images = sorted((pipeline["data"] / "images").glob("test_*.png"))[:3]
+    capsys.readouterr()
+    labels = "red star, blue heart, green ring"
+    code = main(
+        [
+            "tag",
+            *map(str, images),
+            "--labels",
+            labels,
+            "--checkpoint",
+            str(pipeline["ckpt"]),
+            "--top-k",
+            "2",
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = _json(capsys)["images"]
+    tags = Tagger.from_checkpoint(pipeline["ckpt"]).tag(images, labels, top_k=2)
+    for image, row in zip(images, tags, strict=True):
+        assert [t["label"] for t in out[str(image)]] == [t.label for t in row]
+        assert row[0].score >= row[1].score
+
+
+def test_models_lists_the_registry(capsys) -> None:
+    assert main(["models", "--json"]) == 0
+    models = _json(capsys)["models"]
+    assert {"ml2p", "fast0tag"} <= set(models) and all(n > 0 for n in models.values())
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing-checkpoint", "checkpoint not found"),
+        ("vector-size", "label vectors"),
+        ("empty-labels", "no labels given"),
+        ("not-an-image", "not a readable image"),
+        ("unknown-word", "zzzqqq"),
+        ("malformed-config", "malformed YAML"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    pipeline: dict[str, Path], tmp_path: Path, capsys, case: str, message: str
+) -> None:
+    image = str(next((pipeline["data"] / "images").glob("test_*.png")))
+    ckpt = ["--checkpoint", str(pipeline["ckpt"])]
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: [1\n")
+    args = {
+        "missing-checkpoint": ["tag", image, "--labels", "red star", "--checkpoint", "nope.pt"],
+        "vector-size": ["tag", image, "--labels", "red star", *ckpt, "--embedder", "minilm"],
+        "empty-labels": ["tag", image, "--labels", " , ", *ckpt],
+        "not-an-image": ["tag", str(text), "--labels", "red star", *ckpt],
+        "unknown-word": ["tag", image, "--labels", "zzzqqq star", *ckpt],
+        "malformed-config": [
+            "train",
+            "--store",
+            str(pipeline["store"]),
+            "--out",
+            str(tmp_path / "r"),
+            "--config",
+            str(config),
+        ],
+    }[case]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("model", DEMO_MODELS)
+def test_every_shipped_config_builds(model: str) -> None:
+    config = load_config(packaged_config("scenes", model))
+    assert config.model == model
+    assert build_model(config, (1280, 5, 5), 50) is not None
+
+
+def test_demo_end_to_end_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLZSL_CACHE", str(tmp_path / "cache"))
+    result = run_demo(
+        tmp_path / "demo",
+        n_train=64,
+        n_test=32,
+        overrides=("epochs=1", "batch_size=32"),
+        quiet=True,
+    )
+    assert set(result.results) == set(DEMO_MODELS)
+    assert (tmp_path / "demo" / "comparison.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert set(saved["results"]["ml2p"]) == {"zsl", "gzsl"}
+    assert result.tags and all(len(t["top3"]) == 3 for t in result.tags)
+    # `mlzsl tag` without --checkpoint now uses this demo's ml2p checkpoint
+    image = tmp_path / "demo" / "scenes" / result.tags[0]["image"]
+    assert main(["tag", str(image), "--labels", "red star, blue heart"]) == 0
