@@ -1,10 +1,11 @@
 """Training and inference throughput of the model heads, with achieved GFLOP/s vs the matmul peak.
 
-    python benchmarks/bench_heads.py [--threads 2] [--batch 64] [--models ml2p fast0tag]
+    python benchmarks/bench_heads.py [--threads 2] [--batch 64] [--models ml2p fast0tag ...]
 
 On the demo's sizes (EfficientNet-Lite0 maps 1280×5×5, GloVe-50 vectors; 60 seen labels in
 training, 80 labels at inference), each model is timed for a training step (forward, ranking
-loss, backward, Adam) and for an inference forward. FLOPs come from torch's FlopCounterMode;
+loss, backward, Adam) and for an inference forward. FLOPs come from torch's FlopCounterMode
+(a training step is counted as 3 × its forward);
 the peak is a float32 1024×1024 matrix multiply timed in the same run with the same threads,
 so every ratio printed is from one run on one machine.
 """
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlzsl.losses import ranking_loss
@@ -48,10 +50,18 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
-    """Training and inference figures of one model."""
+def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
+    """``"ml2p:position_pooling=scores,groups=4"`` -> ("ml2p", {...}); values read as YAML."""
+    name, _, rest = spec.partition(":")
+    pairs = (item.partition("=") for item in rest.split(",") if item)
+    return name, {key: yaml.safe_load(value) for key, _, value in pairs}
+
+
+def bench_model(spec: str, args: argparse.Namespace) -> dict[str, float]:
+    """Training and inference figures of one model spec."""
+    name, options = parse_spec(spec)
     c, h, w, e = args.channels, args.side, args.side, args.embed_dim
-    kwargs = {"in_channels": c, "embed_dim": e}
+    kwargs: dict[str, object] = {"in_channels": c, "embed_dim": e, **options}
     if "num_positions" in model_arguments(name):
         kwargs["num_positions"] = h * w
     torch.manual_seed(0)
@@ -72,7 +82,10 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
             model(feats, labels)
 
     model.train()
-    train_s, train_flops = best_time(train_step, args.repeat), count_flops(train_step)
+    # training FLOPs = 3 × the forward's (backward ≈ 2 × forward): torch's counter overcounts the
+    # backward of grouped (depth-wise) convolutions as if they were dense
+    train_flops = 3 * count_flops(lambda: model(feats, seen))
+    train_s = best_time(train_step, args.repeat)
     model.eval()
     infer_s, infer_flops = best_time(infer, args.repeat), count_flops(infer)
     return {
@@ -87,7 +100,12 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["ml2p", "fast0tag"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["ml2p", "ml2p:position_pooling=scores,attention_residual=true", "fast0tag"],
+        help="model specs NAME[:key=value,...]",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--channels", type=int, default=1280)
@@ -108,14 +126,15 @@ def main() -> None:
         f"float32 matmul peak: {peak:.1f} GFLOP/s ({args.threads} threads); batch {args.batch}, "
         f"features {args.channels}×{args.side}×{args.side}, E={args.embed_dim}"
     )
+    width = max(len(name) for name in results)
     head = (
-        f"{'model':10} {'params':>10} {'train img/s':>12} {'train GF/s':>11} {'% peak':>7} "
+        f"{'model':{width}} {'params':>10} {'train img/s':>12} {'train GF/s':>11} {'% peak':>7} "
         f"{'infer img/s':>12} {'infer GF/s':>11} {'% peak':>7} {'MFLOP/img':>10}"
     )
     print(head)
     for name, r in results.items():
         print(
-            f"{name:10} {r['parameters']:>10,} {r['train_img_per_s']:>12.0f} "
+            f"{name:{width}} {r['parameters']:>10,} {r['train_img_per_s']:>12.0f} "
             f"{r['train_gflop_per_s']:>11.1f} {100 * r['train_gflop_per_s'] / peak:>6.0f}% "
             f"{r['infer_img_per_s']:>12.0f} {r['infer_gflop_per_s']:>11.1f} "
             f"{100 * r['infer_gflop_per_s'] / peak:>6.0f}% {r['infer_mflop_per_img']:>10.1f}"
