@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from mlzsl.checkpoint import load_checkpoint, save_checkpoint
 from mlzsl.config import TrainConfig, save_config
@@ -76,7 +76,11 @@ def setup_distributed() -> DistInfo:
 
 
 class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Rows of a store as (features float32 [C, H, W], labels int8 [L]); read one by one."""
+    """Rows of a store, read a whole batch per call: (features float32 [b, C, H, W], labels [b, L]).
+
+    Indexed with a list of positions (what a BatchSampler yields), so each batch is one HDF5 read
+    instead of one per image.
+    """
 
     def __init__(self, store: FeatureStore, rows: np.ndarray) -> None:
         self.store, self.rows = store, rows
@@ -84,9 +88,11 @@ class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        row = int(self.rows[i])
-        return torch.from_numpy(self.store.features(row)), torch.from_numpy(self.store.labels(row))
+    def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.rows[np.asarray(positions, dtype=np.int64)]
+        return torch.from_numpy(self.store.features(rows)), torch.from_numpy(
+            self.store.labels(rows)
+        )
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -294,10 +300,11 @@ class Trainer:
             shuffle=True,
             seed=self.config.seed,
         )
+        per_rank = self.config.batch_size // self.info.world
         return DataLoader(
             rows,
-            batch_size=self.config.batch_size // self.info.world,
-            sampler=self.sampler,
+            sampler=BatchSampler(self.sampler, per_rank, drop_last=False),
+            batch_size=None,  # the dataset reads whole batches
             num_workers=self.config.workers,
         )
 

@@ -129,14 +129,23 @@ class FeatureStore:
 
 
 def _take_rows(dset: h5py.Dataset, index: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Rows ``index`` of ``dset`` in the order asked; h5py wants unique increasing indices."""
+    """Rows ``index`` of ``dset`` in the order asked.
+
+    Reads each run of consecutive rows with one ``read_direct``: h5py's fancy indexing with a list
+    is ~25x slower on per-image chunks (186 ms vs 7 ms for 64 random rows of a demo store).
+    """
     idx = np.asarray(index, dtype=np.int64)
     if idx.size == 0:
         return np.empty((0, *dset.shape[1:]), dtype=dset.dtype)
     if idx.min() < 0 or idx.max() >= len(dset):
         raise DataError(f"{dset.file.filename}: row index out of range 0..{len(dset) - 1}")
     unique, inverse = np.unique(idx, return_inverse=True)
-    return np.asarray(dset[unique])[inverse]
+    out = np.empty((len(unique), *dset.shape[1:]), dtype=dset.dtype)
+    breaks = np.flatnonzero(np.diff(unique) != 1) + 1  # starts of runs of consecutive rows
+    for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(unique)], strict=True):
+        first = int(unique[start])
+        dset.read_direct(out, np.s_[first : first + stop - start], np.s_[start:stop])
+    return out[inverse]
 
 
 def read_header(path: str | Path) -> StoreHeader:

@@ -249,7 +249,8 @@ class ML2PEncoder(nn.Module):
         super().__init__()
         if position_pooling not in POSITION_POOLING:
             raise ConfigError(
-                f"ml2p: position_pooling must be one of {POSITION_POOLING}, got {position_pooling!r}"
+                f"ml2p: position_pooling must be one of {POSITION_POOLING}, "
+                f"got {position_pooling!r}"
             )
         _check_positive(
             in_channels=in_channels,
