@@ -28,7 +28,9 @@ Every model instance carries:
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import types
 import typing
 from collections.abc import Callable
@@ -155,5 +157,11 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-# Importing the method modules runs their @register_model decorators.
-from mlzsl.models import fast0tag, ml2p  # noqa: E402, F401
+def _import_methods() -> None:
+    """Import every public module of this package: their @register_model decorators run."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_") and module.name != "layers":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_methods()
