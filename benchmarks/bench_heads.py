@@ -14,40 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from collections.abc import Callable
 
 import torch
 import yaml
-from torch.utils.flop_counter import FlopCounterMode
 
-from mlzsl.losses import ranking_loss
-from mlzsl.models import count_parameters, create_model, model_arguments
-
-
-def best_time(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
-    """Smallest wall time of ``repeat`` calls (the least disturbed by other work)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_peak(n: int = 1024, repeat: int = 10) -> float:
-    """GFLOP/s of an n×n float32 matrix multiply."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / best_time(lambda: a @ b, repeat) / 1e9
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs torch counts for one call of ``fn``."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+from mlzsl.bench import matmul_peak, speed_one
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
@@ -58,44 +29,19 @@ def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
 
 
 def bench_model(spec: str, args: argparse.Namespace) -> dict[str, float]:
-    """Training and inference figures of one model spec."""
+    """Training and inference figures of one model spec (see ``mlzsl.bench.speed_one``)."""
     name, options = parse_spec(spec)
-    c, h, w, e = args.channels, args.side, args.side, args.embed_dim
-    kwargs: dict[str, object] = {"in_channels": c, "embed_dim": e, **options}
-    if "num_positions" in model_arguments(name):
-        kwargs["num_positions"] = h * w
-    torch.manual_seed(0)
-    model = create_model(name, **kwargs)
-    feats = torch.randn(args.batch, c, h, w).relu()
-    seen, labels = torch.randn(args.seen, e), torch.randn(args.labels, e)
-    targets = (torch.rand(args.batch, args.seen) < 0.05).to(torch.int8) * 2 - 1
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def train_step() -> None:
-        loss = ranking_loss(model(feats, seen), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    def infer() -> None:
-        with torch.no_grad():
-            model(feats, labels)
-
-    model.train()
-    # training FLOPs = 3 × the forward's (backward ≈ 2 × forward): torch's counter overcounts the
-    # backward of grouped (depth-wise) convolutions as if they were dense
-    train_flops = 3 * count_flops(lambda: model(feats, seen))
-    train_s = best_time(train_step, args.repeat)
-    model.eval()
-    infer_s, infer_flops = best_time(infer, args.repeat), count_flops(infer)
-    return {
-        "parameters": count_parameters(model),
-        "train_img_per_s": args.batch / train_s,
-        "train_gflop_per_s": train_flops / train_s / 1e9,
-        "infer_img_per_s": args.batch / infer_s,
-        "infer_gflop_per_s": infer_flops / infer_s / 1e9,
-        "infer_mflop_per_img": infer_flops / args.batch / 1e6,
-    }
+    shape = (args.channels, args.side, args.side)
+    return speed_one(
+        name,
+        shape=shape,
+        embed_dim=args.embed_dim,
+        batch=args.batch,
+        seen=args.seen,
+        labels=args.labels,
+        repeat=args.repeat,
+        **options,
+    )
 
 
 def main() -> None:

@@ -1,0 +1,218 @@
+"""Benchmarks every registered model on the built-in scenes data: quality and speed.
+
+* :func:`quality` trains each model for each seed on one shared scenes extraction and reports
+  mean ± std of ZSL/GZSL mAP and F1@3/F1@5, training seconds and parameters.
+* :func:`speed` times each model's head on one feature batch (training step and inference),
+  counts FLOPs with torch's counter and compares achieved GFLOP/s with a float32 matmul peak
+  measured in the same run; every figure is also given as a ratio to ``ml2p``'s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mlzsl.checkpoint import load_checkpoint
+from mlzsl.config import TrainConfig, load_config
+from mlzsl.data.extract import extract_features
+from mlzsl.data.scenes import generate_scenes
+from mlzsl.engine import fit, model_from_checkpoint
+from mlzsl.losses import ranking_loss
+from mlzsl.models import count_parameters, create_model, list_models, model_arguments
+
+QUALITY_METRICS = tuple((s, m) for s in ("zsl", "gzsl") for m in ("mAP", "F1@3", "F1@5"))
+
+
+def bench_config(model: str, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The packaged scenes config of ``model``, or a generic one (weighted BCE, Adam 1e-3)."""
+    from mlzsl.demo import packaged_config
+
+    path = packaged_config("scenes", model)
+    if path.is_file():
+        return load_config(path, overrides)
+    generic = [f"model={model}", "loss=bce", "lr=0.001", "epochs=10", "warmup_epochs=0.4"]
+    return load_config(None, [*generic, *overrides])
+
+
+@dataclass
+class QualityRow:
+    """One model's results over seeds (metrics in percent)."""
+
+    model: str
+    parameters: int
+    seconds: list[float]
+    metrics: dict[str, list[float]]
+
+    def summary(self) -> dict[str, Any]:
+        """Mean and std of each metric and of the training time."""
+        out: dict[str, Any] = {"parameters": self.parameters, "seeds": len(self.seconds)}
+        for key, values in {**self.metrics, "train_seconds": self.seconds}.items():
+            out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        return out
+
+
+def quality(
+    out: str | Path,
+    *,
+    models: Sequence[str] | None = None,
+    seeds: int = 3,
+    n_train: int = 3000,
+    n_test: int = 1000,
+    overrides: Sequence[str] = (),
+    quiet: bool = True,
+) -> dict[str, QualityRow]:
+    """Train every model for ``seeds`` seeds on one scenes extraction; see the module docstring."""
+    from mlzsl.demo import DEMO_IMAGE_SIZE
+
+    out = Path(out)
+    generate_scenes(out / "scenes", n_train=n_train, n_test=n_test, show_progress=not quiet)
+    store = out / "features.h5"
+    extract_features(out / "scenes", store, image_size=DEMO_IMAGE_SIZE, show_progress=not quiet)
+    rows: dict[str, QualityRow] = {}
+    for name in models or list_models():
+        row = QualityRow(name, 0, [], {f"{s}.{m}": [] for s, m in QUALITY_METRICS})
+        for seed in range(seeds):
+            config = bench_config(name, [*overrides, f"seed={seed}"])
+            result = fit(config, store, out / "runs" / name / f"seed{seed}", quiet=quiet)
+            metrics = result.best.to_dict()
+            for s, m in QUALITY_METRICS:
+                row.metrics[f"{s}.{m}"].append(float(metrics[s][m]))
+            row.seconds.append(sum(float(h["seconds"]) for h in result.history))
+        best = load_checkpoint(out / "runs" / name / "seed0" / "best.pt")
+        row.parameters = count_parameters(model_from_checkpoint(best))
+        rows[name] = row
+    return rows
+
+
+def plot_quality(rows: dict[str, QualityRow], path: Path) -> None:
+    """Bar chart of ZSL and GZSL mAP (mean ± std over seeds) per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names)), 3.8))
+    for i, key in enumerate(("zsl.mAP", "gzsl.mAP")):
+        means = [np.mean(rows[n].metrics[key]) for n in names]
+        stds = [np.std(rows[n].metrics[key]) for n in names]
+        ax.bar(x + (i - 0.5) * 0.4, means, 0.4, yerr=stds, capsize=3, label=key)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=20)
+    ax.set_ylabel("percent")
+    ax.set_title("mlzsl bench quality: scenes, EfficientNet-Lite0, GloVe-50 (mean ± std)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def best_time(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
+    """Smallest wall time of ``repeat`` calls (the least disturbed by other work)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak(n: int = 1024, repeat: int = 10) -> float:
+    """GFLOP/s of an n×n float32 matrix multiply with the current thread setting."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / best_time(lambda: a @ b, repeat) / 1e9
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs torch's counter sees in one call of ``fn``."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _build(name: str, shape: tuple[int, int, int], embed_dim: int, **options: Any) -> Any:
+    c, h, w = shape
+    kwargs: dict[str, Any] = {"in_channels": c, "embed_dim": embed_dim, **options}
+    if "num_positions" in model_arguments(name):
+        kwargs["num_positions"] = h * w
+    torch.manual_seed(0)
+    return create_model(name, **kwargs)
+
+
+def speed_one(
+    name: str,
+    *,
+    shape: tuple[int, int, int] = (1280, 5, 5),
+    embed_dim: int = 50,
+    batch: int = 64,
+    seen: int = 60,
+    labels: int = 80,
+    repeat: int = 10,
+    **options: Any,
+) -> dict[str, float]:
+    """Training-step and inference throughput and FLOPs of one model head.
+
+    A training step is forward + ranking loss + backward + Adam on ``seen`` labels; inference is
+    a forward on ``labels`` labels. Training FLOPs are counted as 3 × the forward's, because
+    torch's counter books the backward of depth-wise convolutions as if they were dense.
+    """
+    model = _build(name, shape, embed_dim, **options)
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(batch, *shape, generator=g).relu()
+    seen_v, all_v = torch.randn(seen, embed_dim, generator=g), torch.randn(labels, embed_dim)
+    targets = (torch.rand(batch, seen, generator=g) < 0.05).to(torch.int8) * 2 - 1
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def train_step() -> None:
+        loss = ranking_loss(model(feats, seen_v), targets)
+        extra = getattr(model, "extra_loss", lambda: None)()
+        if extra is not None:
+            loss = loss + extra
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(feats, all_v)
+
+    model.train()
+    train_flops = 3 * count_flops(lambda: model(feats, seen_v))
+    train_s = best_time(train_step, repeat)
+    model.eval()
+    infer_s, infer_flops = best_time(infer, repeat), count_flops(infer)
+    return {
+        "parameters": count_parameters(model),
+        "train_img_per_s": batch / train_s,
+        "train_gflop_per_s": train_flops / train_s / 1e9,
+        "infer_img_per_s": batch / infer_s,
+        "infer_gflop_per_s": infer_flops / infer_s / 1e9,
+        "infer_mflop_per_img": infer_flops / batch / 1e6,
+    }
+
+
+def speed(models: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """:func:`speed_one` for every model plus the matmul peak and ratios to ``ml2p``."""
+    peak = matmul_peak()
+    results = {name: speed_one(name, **kwargs) for name in models or list_models()}
+    reference = results.get("ml2p")
+    for r in results.values():
+        r["infer_peak_share"] = r["infer_gflop_per_s"] / peak
+        r["train_peak_share"] = r["train_gflop_per_s"] / peak
+        if reference is not None:
+            for key in ("infer_img_per_s", "train_img_per_s", "infer_mflop_per_img", "parameters"):
+                r[f"{key}_vs_ml2p"] = r[key] / reference[key]
+    return {"matmul_peak_gflop_per_s": peak, "models": results}

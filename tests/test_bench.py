@@ -1,0 +1,36 @@
+"""`mlzsl bench quality|speed` on small inputs, through main()."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlzsl.cli import main
+
+
+def test_bench_quality_trains_each_model_per_seed(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    small = ["--train", "48", "--test", "24", "--out", str(out), "--threads", "1", "--json"]
+    # overrides come right after the word quality (argparse reads positionals together)
+    args = ["bench", "quality", "epochs=1", "--models", "fast0tag", "--seeds", "2", *small]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    row = result["models"]["fast0tag"]
+    assert row["seeds"] == 2 and row["parameters"] > 0
+    assert set(row["zsl.mAP"]) == {"mean", "std"} and 0 <= row["zsl.mAP"]["mean"] <= 100
+    assert (out / "quality.png").stat().st_size > 1000
+    assert (out / "runs" / "fast0tag" / "seed1" / "best.pt").is_file()
+
+
+def test_bench_speed_reports_ratios_to_ml2p(capsys) -> None:
+    assert main(["bench", "speed", "--models", "ml2p", "fast0tag", "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["matmul_peak_gflop_per_s"] > 0
+    ml2p, fast = result["models"]["ml2p"], result["models"]["fast0tag"]
+    assert ml2p["infer_img_per_s_vs_ml2p"] == pytest.approx(1.0)
+    assert fast["infer_mflop_per_img"] < ml2p["infer_mflop_per_img"]
+    assert fast["infer_mflop_per_img_vs_ml2p"] == pytest.approx(
+        fast["infer_mflop_per_img"] / ml2p["infer_mflop_per_img"]
+    )
