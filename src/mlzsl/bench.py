@@ -24,7 +24,7 @@ from mlzsl.config import TrainConfig, load_config
 from mlzsl.data.extract import extract_features
 from mlzsl.data.scenes import generate_scenes
 from mlzsl.engine import fit, model_from_checkpoint
-from mlzsl.losses import ranking_loss
+from mlzsl.losses import model_extra_loss, ranking_loss
 from mlzsl.models import count_parameters, create_model, list_models, model_arguments
 
 QUALITY_METRICS = tuple((s, m) for s in ("zsl", "gzsl") for m in ("mAP", "F1@3", "F1@5"))
@@ -178,7 +178,7 @@ def speed_one(
 
     def train_step() -> None:
         loss = ranking_loss(model(feats, seen_v), targets)
-        extra = getattr(model, "extra_loss", lambda: None)()
+        extra = model_extra_loss(model, targets)
         if extra is not None:
             loss = loss + extra
         optimizer.zero_grad()

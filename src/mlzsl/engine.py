@@ -41,7 +41,7 @@ from mlzsl.data.store import FeatureStore
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
-from mlzsl.losses import get_loss
+from mlzsl.losses import get_loss, model_extra_loss
 from mlzsl.models import create_model, model_arguments
 from mlzsl.progress import progress
 from mlzsl.protocol import EvalResult, evaluate
@@ -371,7 +371,7 @@ class Trainer:
             targets = targets[:, self.seen].to(self.info.device)  # [b, L_seen]
             scores = self.ddp(feats, seen_vectors)  # [b, L_seen]
             loss = self.loss_fn(scores, targets)
-            extra = getattr(self.model, "extra_loss", lambda: None)()
+            extra = model_extra_loss(self.model, targets)
             if extra is not None:
                 loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,289 @@
+"""BiAM: bi-level attention over image regions, scored region by region against label vectors.
+
+Paper: S. Narayan, A. Gupta, S. Khan, F. S. Khan, L. Shao, M. Shah, "Discriminative Region-based
+Multi-Label Zero-Shot Learning", ICCV 2021 (arXiv 2108.09301); code github.com/akshitac8/BiAM
+(``model.py``, ``config.py``, ``train_nus.py``), read for facts only. NUS-WIDE figures in the
+(ML)²P-Encoder comparison: ZSL mAP 25.8, GZSL 8.9.
+
+The bi-level attention module (BiAM) enriches every region feature with two contexts and fuses them:
+
+* region level (the repository's "region contextualised block"): multi-head self-attention over the
+  P = H·W regions plus a feed-forward block, each with a residual;
+* scene level ("scene contextualised block"): the regions are gated channel-wise by
+  sigmoid(q ⊙ k), q the spatial mean of the projected regions and k a projection of a global
+  scene vector, then refined by a 3×3 conv with a residual.
+
+Each fused region e_r is scored against every label as e_r · (W v_c); the image's score for a label
+is the mean of its ``top_k`` highest region scores.
+
+Choices and their sources:
+
+* Front-end (repo ``CONV3_3``): 3×3 conv C -> ``channel_dim`` (256, repo ``--channel_dim``), then
+  ReLU, then BatchNorm (in that order, as the repo does; DESIGN §6 writes "ReLU + BN"). The repo's
+  BatchNorm has ``eps=1e-3, momentum=0.99``; in PyTorch's convention momentum 0.99 makes the running
+  statistics almost those of the last training batch (a Keras habit carried over). We keep both
+  values so that trained weights and eval behaviour match the release.
+* Region block: q, k, v, o are 1×1 convs in the repo, i.e. per-region linear maps (here
+  ``nn.Linear`` on [B, P, D], same parameters); scaled dot-product softmax attention with dropout
+  0.1 on the weights and after the output map; residual; FFN D -> 2D -> D with ReLU and a residual;
+  no layer norm (none in the repo). ``num_heads=8`` (the paper's NUS-WIDE setting; the repo's
+  ``config.py`` default is 4). The repo also sets attention logits that are exactly 0 to -1e9
+  before the softmax, a mask with no masked positions in practice; it is left out.
+* Scene block: one shared 1×1 conv (D -> D) + LeakyReLU(0.2) gives both the query map and the
+  value map (the repo applies the same conv twice); q = spatial mean; gate = sigmoid(q ⊙ k);
+  refinement = 3×3 conv + ReLU + BN (same layer kind as the front-end) with a residual.
+* **Scene vector: a documented substitute.** BiAM computes k from the 4,096-d fc7 output of the
+  frozen ImageNet VGG19 applied to the same conv5_4 map (pool5 -> fc6 -> fc7), through dropout 0.2
+  and a learned 4,096 -> D map. Our feature stores hold only the conv map, and fc7 needs the
+  backbone's classifier weights, so ``scene="pooled"`` (the only option for now) uses a learned
+  projection C -> D of the global-average-pooled input map, after the same dropout 0.2. When the
+  backbone is VGG19, an ``"fc7"`` option feeding the real fc7 vector would be exact; it needs the
+  backbone classifier in the feature pipeline and is a later step.
+* Fusion (repo ``conv_1X1``): concat [region, scene] (2D channels) -> 1×1 conv (a per-region
+  ``nn.Linear`` here) -> ``region_dim``
+  (512 in the repo, equal to VGG19's channels) -> LeakyReLU(0.2).
+* Label side: a learned affine map W: E -> ``region_dim`` on the label vectors (the repo's
+  ``nn.Linear(300, 512)``, with bias), applied to L2-normalised label vectors
+  (``normalize_labels=True``; the repo L2-normalises its GloVe vectors when loading them).
+* Pooling: mean of the ``top_k=6`` largest region scores per label (repo ``predict``); k is
+  clipped to P so small maps still work.
+* No ``num_positions`` argument: every layer is convolutional or per-region, so any H×W works
+  (the repo hard-codes 14×14 only in reshapes).
+
+Size with the defaults: 2.91 M parameters at C=512, E=300 (any H×W); 4.75 M at C=1280, E=50,
+most of it in the 3×3 front-end conv. (The release's 4,096 -> 256 fc7 map, replaced here by
+C -> 256, would add 0.92 M at C=512.)
+
+Paper optimiser (repo ``train_nus.py`` / paper): Adam, lr 1e-3, betas (0.5, 0.999), weight decay
+5e-4, batch 32, 40 epochs, cosine annealing to 2e-4 after a 3-epoch linear warm-up; ranking loss
+(:func:`mlzsl.losses.ranking_loss`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mlzsl.errors import ConfigError
+from mlzsl.models import register_model
+
+__all__ = ["BiAM", "biam"]
+
+_BN_EPS, _BN_MOMENTUM = 1e-3, 0.99  # the release's BatchNorm settings (see module docstring)
+_SCENES = ("pooled",)
+
+
+def _conv3x3_relu_bn(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3×3 conv (same padding) -> ReLU -> BatchNorm, the release's order."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.BatchNorm2d(out_channels, eps=_BN_EPS, momentum=_BN_MOMENTUM),
+    )
+
+
+class _RegionBlock(nn.Module):
+    """Multi-head self-attention over regions + feed-forward, both residual: [B, P, D] -> same."""
+
+    def __init__(self, *, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.query, self.key, self.value = (
+            nn.Linear(dim, dim),
+            nn.Linear(dim, dim),
+            nn.Linear(dim, dim),
+        )
+        self.out = nn.Linear(dim, dim)
+        self.attn_dropout, self.out_dropout = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.ReLU(), nn.Linear(2 * dim, dim))
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, p, _ = x.shape
+        return x.view(b, p, self.num_heads, self.head_dim).transpose(1, 2)  # [B, h, P, d]
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # [B, h, P, P]
+        weights = self.attn_dropout(logits.softmax(dim=-1))  # [B, h, P, P]
+        mixed = (weights @ v).transpose(1, 2).flatten(2)  # [B, P, D]
+        x = x + self.out_dropout(self.out(mixed))  # [B, P, D]
+        return x + self.ffn(x)  # [B, P, D]
+
+
+class _SceneBlock(nn.Module):
+    """Channel gating of the regions by a global scene vector, then a residual 3×3 refinement.
+
+    ``forward(h, scene)``: region map h [B, D, H, W] and scene vector [B, S] -> [B, D, H, W].
+    """
+
+    def __init__(self, *, dim: int, scene_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.project = nn.Conv2d(dim, dim, kernel_size=1)  # shared by query and value, as released
+        self.scene_key = nn.Linear(scene_dim, dim)
+        self.scene_dropout = nn.Dropout(dropout)
+        self.refine = _conv3x3_relu_bn(dim, dim)
+
+    def forward(self, h: Tensor, scene: Tensor) -> Tensor:
+        values = F.leaky_relu(self.project(h), 0.2)  # [B, D, H, W]; also the query map
+        query = values.mean(dim=(2, 3))  # [B, D]
+        key = self.scene_key(self.scene_dropout(scene))  # [B, D]
+        gate = torch.sigmoid(query * key)  # [B, D]
+        gated = gate[:, :, None, None] * values  # [B, D, H, W]
+        return gated + self.refine(gated)  # [B, D, H, W]
+
+
+class BiAM(nn.Module):
+    """BiAM over a stored feature map; label vectors are mapped into the region space.
+
+    Args:
+        in_channels: C, channels of the feature map.
+        embed_dim: E, the label-vector size.
+        channel_dim: D, channels after the 3×3 front-end conv (attention width).
+        region_dim: R, size of the fused region features and of the mapped label vectors.
+        num_heads: heads of the region self-attention; must divide ``channel_dim``.
+        top_k: number of highest region scores averaged into the image score (clipped to H·W).
+        dropout: dropout on the attention weights and the attention output.
+        scene_dropout: dropout on the scene vector before its projection.
+        scene: source of the scene vector; ``"pooled"`` (global-average-pooled input map).
+        normalize_labels: L2-normalise label vectors before the label map W.
+    """
+
+    model_name = "biam"
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        embed_dim: int,
+        channel_dim: int = 256,
+        region_dim: int = 512,
+        num_heads: int = 8,
+        top_k: int = 6,
+        dropout: float = 0.1,
+        scene_dropout: float = 0.2,
+        scene: str = "pooled",
+        normalize_labels: bool = True,
+    ) -> None:
+        super().__init__()
+        _check(in_channels, embed_dim, channel_dim, region_dim, num_heads, top_k)
+        for name, p in (("dropout", dropout), ("scene_dropout", scene_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ConfigError(f"biam: {name} must be in [0, 1), got {p}")
+        if scene not in _SCENES:
+            raise ConfigError(
+                f"biam: scene must be one of {', '.join(_SCENES)}, got {scene!r} (the paper's "
+                "VGG19 fc7 scene vector needs the backbone classifier and is not available yet)"
+            )
+        self.config: dict[str, int | float | bool | str] = dict(
+            in_channels=in_channels,
+            embed_dim=embed_dim,
+            channel_dim=channel_dim,
+            region_dim=region_dim,
+            num_heads=num_heads,
+            top_k=top_k,
+            dropout=float(dropout),
+            scene_dropout=float(scene_dropout),
+            scene=scene,
+            normalize_labels=normalize_labels,
+        )
+        self.in_channels, self.embed_dim, self.top_k = in_channels, embed_dim, top_k
+        self.normalize_labels = normalize_labels
+        self.front = _conv3x3_relu_bn(in_channels, channel_dim)
+        self.region_block = _RegionBlock(dim=channel_dim, num_heads=num_heads, dropout=dropout)
+        self.scene_block = _SceneBlock(
+            dim=channel_dim, scene_dim=in_channels, dropout=scene_dropout
+        )
+        self.fuse = nn.Linear(2 * channel_dim, region_dim)  # the release's 1×1 conv, per region
+        self.label_map = nn.Linear(embed_dim, region_dim)  # W: E -> R, as released
+
+    def forward_embeddings(self, features: Tensor) -> Tensor:
+        """Fused region features: [B, C, H, W] -> [B, P, R], P = H·W."""
+        if features.ndim != 4 or features.shape[1] != self.in_channels:
+            raise ConfigError(
+                f"biam was built for feature maps of {self.in_channels} channels; "
+                f"got features of shape {tuple(features.shape)}"
+            )
+        h = self.front(features)  # [B, D, H, W]
+        regions = self.region_block(h.flatten(2).transpose(1, 2))  # [B, P, D]
+        scene = self.scene_block(h, features.mean(dim=(2, 3)))  # [B, D, H, W]
+        fused = torch.cat([regions, scene.flatten(2).transpose(1, 2)], dim=2)  # [B, P, 2D]
+        return F.leaky_relu(self.fuse(fused), 0.2)  # [B, P, R]
+
+    def region_scores(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
+        """Per-region scores e_r · (W v_c): regions [B, P, R], labels [L, E] -> [B, P, L]."""
+        if label_vectors.ndim != 2 or label_vectors.shape[1] != self.embed_dim:
+            raise ConfigError(
+                f"biam was built for label vectors of size embed_dim={self.embed_dim}; "
+                f"got label vectors of shape {tuple(label_vectors.shape)}"
+            )
+        if self.normalize_labels:
+            label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
+        return embeddings @ self.label_map(label_vectors).T  # [B, P, L]
+
+    def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
+        """Image scores [B, L]: mean of the top-k region scores per label (k clipped to P)."""
+        per_region = self.region_scores(embeddings, label_vectors)  # [B, P, L]
+        k = min(self.top_k, per_region.shape[1])
+        return per_region.topk(k, dim=1).values.mean(dim=1)  # [B, L]
+
+    def forward(self, features: Tensor, label_vectors: Tensor) -> Tensor:
+        """Score every label for every image.
+
+        Args:
+            features: [B, C, H, W] feature maps.
+            label_vectors: [L, E] label vectors.
+
+        Returns:
+            [B, L] scores, each the mean of the label's ``top_k`` best region scores.
+        """
+        return self.score(self.forward_embeddings(features), label_vectors)
+
+
+def _check(
+    in_channels: int, embed_dim: int, channel_dim: int, region_dim: int, num_heads: int, top_k: int
+) -> None:
+    sizes = dict(
+        in_channels=in_channels,
+        embed_dim=embed_dim,
+        channel_dim=channel_dim,
+        region_dim=region_dim,
+        num_heads=num_heads,
+        top_k=top_k,
+    )
+    bad = {k: v for k, v in sizes.items() if v < 1}
+    if bad:
+        raise ConfigError(f"biam: sizes must be positive, got {bad}")
+    if channel_dim % num_heads:
+        raise ConfigError(f"biam: num_heads={num_heads} must divide channel_dim={channel_dim}")
+
+
+@register_model("biam")
+def biam(
+    *,
+    in_channels: int,
+    embed_dim: int,
+    channel_dim: int = 256,
+    region_dim: int = 512,
+    num_heads: int = 8,
+    top_k: int = 6,
+    dropout: float = 0.1,
+    scene_dropout: float = 0.2,
+    scene: str = "pooled",
+    normalize_labels: bool = True,
+) -> BiAM:
+    """BiAM (Narayan et al., ICCV 2021) over a stored feature map, pooled-map scene vector."""
+    return BiAM(
+        in_channels=in_channels,
+        embed_dim=embed_dim,
+        channel_dim=channel_dim,
+        region_dim=region_dim,
+        num_heads=num_heads,
+        top_k=top_k,
+        dropout=dropout,
+        scene_dropout=scene_dropout,
+        scene=scene,
+        normalize_labels=normalize_labels,
+    )
