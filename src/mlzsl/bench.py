@@ -76,7 +76,7 @@ def quality(
     store = out / "features.h5"
     extract_features(out / "scenes", store, image_size=DEMO_IMAGE_SIZE, show_progress=not quiet)
     rows: dict[str, QualityRow] = {}
-    for name in models or list_models():
+    for name in models or list_models(inputs="features"):
         row = QualityRow(name, 0, [], {f"{s}.{m}": [] for s, m in QUALITY_METRICS})
         for seed in range(seeds):
             config = bench_config(name, [*overrides, f"seed={seed}"])
@@ -207,7 +207,7 @@ def speed_one(
 def speed(models: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
     """:func:`speed_one` for every model plus the matmul peak and ratios to ``ml2p``."""
     peak = matmul_peak()
-    results = {name: speed_one(name, **kwargs) for name in models or list_models()}
+    results = {name: speed_one(name, **kwargs) for name in models or list_models(inputs="features")}
     reference = results.get("ml2p")
     for r in results.values():
         r["infer_peak_share"] = r["infer_gflop_per_s"] / peak

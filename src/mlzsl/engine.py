@@ -42,7 +42,7 @@ from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
 from mlzsl.losses import get_loss, model_extra_loss
-from mlzsl.models import create_model, model_arguments
+from mlzsl.models import create_model, model_arguments, model_inputs
 from mlzsl.progress import progress
 from mlzsl.protocol import EvalResult, evaluate
 
@@ -112,6 +112,11 @@ def build_model(
     Sizes the store decides (C, E and, for models that need it, P = H·W) are passed here;
     everything else comes from ``config.model_args``.
     """
+    if model_inputs(config.model) != "features":
+        raise ConfigError(
+            f"model {config.model!r} takes images, not a feature store; training it from "
+            "images is not supported by the engine yet"
+        )
     channels, height, width = feature_shape
     sizes: dict[str, Any] = {"in_channels": channels, "embed_dim": embed_dim}
     if "num_positions" in model_arguments(config.model):

@@ -36,11 +36,19 @@ def run(args: argparse.Namespace) -> int:
         name: count_parameters(
             create_model(name, in_channels=args.in_channels, embed_dim=args.embed_dim)
         )
-        for name in list_models()
+        for name in list_models(inputs="features")
+    }
+    # image-input models run their own backbone: counted on RGB images, trunk included
+    counts |= {
+        name: count_parameters(create_model(name, in_channels=3, embed_dim=args.embed_dim))
+        for name in list_models(inputs="images")
     }
     if args.json:
         print_json({"in_channels": args.in_channels, "embed_dim": args.embed_dim, "models": counts})
     else:
         print(format_table(["model", "parameters"], [[n, f"{c:,}"] for n, c in counts.items()]))
-        print(f"(counted at C={args.in_channels}, E={args.embed_dim})")
+        print(
+            f"(feature-map models counted at C={args.in_channels}, E={args.embed_dim}; "
+            "image models with their backbone)"
+        )
     return 0

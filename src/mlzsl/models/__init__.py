@@ -45,35 +45,52 @@ __all__ = [
     "create_model",
     "list_models",
     "model_arguments",
+    "model_inputs",
     "register_model",
 ]
 
 _Builder = TypeVar("_Builder", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_INPUTS: dict[str, str] = {}
 
 
-def register_model(name: str) -> Callable[[_Builder], _Builder]:
+INPUTS = ("features", "images")
+
+
+def register_model(name: str, *, inputs: str = "features") -> Callable[[_Builder], _Builder]:
     """Decorator registering a builder function under ``name``.
 
     Args:
         name: the registry name (``create_model(name, ...)``); must be new.
+        inputs: ``"features"`` for models over stored feature maps [B, C, H, W] (all but the
+            end-to-end variants), ``"images"`` for models that take normalised images
+            [B, 3, S, S] and run their own backbone.
 
     Raises:
         ValueError: ``name`` is already registered (a programming error, not a user one).
     """
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
 
     def decorate(builder: _Builder) -> _Builder:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = builder
+        _INPUTS[name] = inputs
         return builder
 
     return decorate
 
 
-def list_models() -> list[str]:
-    """Names of every registered model, sorted."""
-    return sorted(_MODELS)
+def list_models(inputs: str | None = None) -> list[str]:
+    """Registered model names, sorted; ``inputs`` keeps only "features" or "images" models."""
+    return sorted(n for n in _MODELS if inputs is None or _INPUTS[n] == inputs)
+
+
+def model_inputs(name: str) -> str:
+    """``"features"`` or ``"images"``: what the model ``name`` takes as its first argument."""
+    _builder(name)
+    return _INPUTS[name]
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
