@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+import mlzsl
 from mlzsl.cli import main
 from mlzsl.config import load_config
-from mlzsl.demo import DEMO_MODELS, packaged_config, run_demo
-from mlzsl.engine import build_model
+from mlzsl.demo import DEMO_MODELS, run_demo
+from mlzsl.engine import build_model, make_optimizer
+from mlzsl.models import create_model, list_models, model_inputs
 from mlzsl.tagger import Tagger
 
 
@@ -132,11 +134,24 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err and len(err.splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("model", DEMO_MODELS)
-def test_every_shipped_config_builds(model: str) -> None:
-    config = load_config(packaged_config("scenes", model))
-    assert config.model == model
-    assert build_model(config, (1280, 5, 5), 50) is not None
+SHIPPED = sorted((Path(mlzsl.__file__).parent / "configs").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_config_builds(path: Path) -> None:
+    config = load_config(path)
+    assert config.model == path.stem
+    if model_inputs(config.model) == "images":
+        model = create_model(config.model, in_channels=3, embed_dim=50, image_size=64)
+    else:
+        model = build_model(config, (1280, 5, 5), 50)
+    assert make_optimizer(config, model.parameters()) is not None
+
+
+def test_every_model_has_paper_settings_and_the_demo_models_scenes_ones() -> None:
+    shipped = {(p.parent.name, p.stem) for p in SHIPPED}
+    assert {("default", m) for m in list_models()} <= shipped
+    assert {("scenes", m) for m in DEMO_MODELS} <= shipped
 
 
 def test_demo_end_to_end_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ import yaml
 from mlzsl.checkpoint import load_checkpoint, save_checkpoint
 from mlzsl.cli import main
 from mlzsl.config import TrainConfig, load_config
-from mlzsl.engine import evaluate_checkpoint, fit
+from mlzsl.engine import evaluate_checkpoint, fit, make_optimizer
 from mlzsl.errors import ConfigError, DataError
 
 FAST = ["epochs=3", "batch_size=8", "lr=0.01", "warmup_epochs=0.5"]
@@ -198,3 +198,12 @@ def test_cli_errors_are_one_line_exit_2(
     assert main([*args[:1], *extra, *args[1:]]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_optimizer_args_reach_the_optimizer_and_bad_ones_are_named() -> None:
+    config = load_config(None, ["optimizer=rmsprop", "optimizer_args.momentum=0.9"])
+    model = torch.nn.Linear(2, 2)
+    assert make_optimizer(config, model.parameters()).defaults["momentum"] == 0.9
+    bad = load_config(None, ["optimizer=adam", "optimizer_args.momentum=0.9"])
+    with pytest.raises(ConfigError, match="optimizer_args for adam"):
+        make_optimizer(bad, model.parameters())

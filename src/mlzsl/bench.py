@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlzsl.checkpoint import load_checkpoint
-from mlzsl.config import TrainConfig, load_config
+from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.data.extract import extract_features
 from mlzsl.data.scenes import generate_scenes
 from mlzsl.engine import fit, model_from_checkpoint
@@ -32,8 +32,6 @@ QUALITY_METRICS = tuple((s, m) for s in ("zsl", "gzsl") for m in ("mAP", "F1@3",
 
 def bench_config(model: str, overrides: Sequence[str] = ()) -> TrainConfig:
     """The packaged scenes config of ``model``, or a generic one (weighted BCE, Adam 1e-3)."""
-    from mlzsl.demo import packaged_config
-
     path = packaged_config("scenes", model)
     if path.is_file():
         return load_config(path, overrides)

@@ -11,6 +11,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ class TrainConfig:
         embedder: label-vector embedder spec (``glove50``, ``minilm``, ``glove:PATH``, ...).
         loss: ``ranking`` (LESA/BiAM) or ``bce``.
         optimizer: ``adam``, ``adamw`` or ``rmsprop``.
+        optimizer_args: extra keyword arguments of the torch optimizer (``betas``, ``momentum``,
+            ``alpha``, ``eps``, ...), e.g. LESA's RMSProp momentum 0.9.
         lr: peak learning rate.
         weight_decay: L2 (adam, rmsprop) or decoupled (adamw) weight decay.
         batch_size: global batch size (split across ranks under torchrun).
@@ -48,6 +51,7 @@ class TrainConfig:
     embedder: str = "glove50"
     loss: str = "ranking"
     optimizer: str = "adam"
+    optimizer_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 64
@@ -169,14 +173,27 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     for text in overrides:
         keys, value = parse_override(text)
-        if keys[0] == "model_args" and len(keys) == 2:
-            data.setdefault("model_args", {})
-            data["model_args"] = {**dict(data["model_args"] or {}), keys[1]: value}
+        if keys[0] in ("model_args", "optimizer_args") and len(keys) == 2:
+            data[keys[0]] = {**dict(data.get(keys[0]) or {}), keys[1]: value}
         elif len(keys) == 1:
             data[keys[0]] = value
         else:
-            raise ConfigError(f"override {text!r}: only model_args.KEY may be nested")
+            raise ConfigError(
+                f"override {text!r}: only model_args.KEY and optimizer_args.KEY may be nested"
+            )
     return config_from_dict(data, where)
+
+
+def packaged_config(group: str, model: str) -> Path:
+    """Path of a config shipped in the package: ``("default", "lesa")`` is LESA's paper settings,
+    ``("scenes", "ml2p")`` the built-in data's; the file may not exist."""
+    return Path(str(resources.files("mlzsl") / "configs" / group / f"{model}.yaml"))
+
+
+def model_default_config(model: str, overrides: Sequence[str] = ()) -> TrainConfig:
+    """``model``'s paper settings (``configs/default``) with overrides; plain defaults if none."""
+    path = packaged_config("default", model)
+    return load_config(path if path.is_file() else None, [f"model={model}", *overrides])
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

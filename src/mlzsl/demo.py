@@ -12,7 +12,6 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 import yaml
 
 from mlzsl.checkpoint import load_checkpoint
-from mlzsl.config import TrainConfig, load_config
+from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.data.extract import extract_features
 from mlzsl.data.scenes import generate_scenes
 from mlzsl.data.store import FeatureStore
@@ -30,12 +29,6 @@ from mlzsl.tagger import Tagger, remember_demo_checkpoint
 
 DEMO_MODELS = ("ml2p", "fast0tag")
 DEMO_IMAGE_SIZE = 160  # the scenes' own size: EfficientNet-Lite0 gives a 5×5 map
-
-
-def packaged_config(dataset: str, model: str) -> Path:
-    """Path of a config shipped inside the package, e.g. ``("scenes", "ml2p")``."""
-    path = resources.files("mlzsl") / "configs" / dataset / f"{model}.yaml"
-    return Path(str(path))
 
 
 @dataclass

@@ -131,7 +131,13 @@ def build_model(
 def make_optimizer(config: TrainConfig, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
     """Adam, AdamW or RMSProp with the config's learning rate and weight decay."""
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}
-    return kinds[config.optimizer](list(params), lr=config.lr, weight_decay=config.weight_decay)
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.optimizer_args.items()}
+    try:
+        return kinds[config.optimizer](
+            list(params), lr=config.lr, weight_decay=config.weight_decay, **args
+        )
+    except TypeError as e:  # an argument this optimizer does not take
+        raise ConfigError(f"optimizer_args for {config.optimizer}: {e}") from None
 
 
 def make_schedule(

@@ -18,7 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="registered model name (see `mlzsl models`)")
     parser.add_argument("--embedder", default=None, help="label embedder spec (default glove50)")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
-    parser.add_argument("--config", type=Path, default=None, help="YAML config file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML config file (default: the model's paper settings)",
+    )
     parser.add_argument(
         "--no-resume", action="store_true", help="start over even if last.pt exists"
     )
@@ -30,17 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, then print the best epoch's metrics."""
     from mlzsl.cli._common import print_json, results_table
-    from mlzsl.config import load_config
+    from mlzsl.config import TrainConfig, load_config, model_default_config
     from mlzsl.engine import fit
     from mlzsl.runtime import set_threads
 
     set_threads(args.threads)
     overrides = list(args.overrides)
-    if args.model:
-        overrides.append(f"model={args.model}")
     if args.embedder:
         overrides.append(f"embedder={args.embedder}")
-    config = load_config(args.config, overrides)
+    if args.config is not None:  # the file's settings, then --model and key=value
+        config = load_config(
+            args.config, [*([f"model={args.model}"] if args.model else []), *overrides]
+        )
+    else:  # the model's paper settings (configs/default/MODEL.yaml), then key=value
+        config = model_default_config(args.model or TrainConfig().model, overrides)
     result = fit(config, args.store, args.out, resume=not args.no_resume, quiet=args.json)
     metrics = result.best.to_dict()
     if int(os.environ.get("RANK", "0")) != 0:
