@@ -169,6 +169,7 @@ def test_resuming_with_another_config_is_refused(tiny_store: Path, tmp_path: Pat
     fit(load_config(None, ["model=fast0tag", "epochs=1"]), tiny_store, tmp_path, quiet=True)
     with pytest.raises(ConfigError, match="another config"):
         fit(load_config(None, ["model=fast0tag", "epochs=2", "lr=0.5"]), tiny_store, tmp_path)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["epochs"] == 1  # untouched
 
 
 def test_checkpoint_write_is_atomic_and_damage_is_reported(tmp_path: Path) -> None:

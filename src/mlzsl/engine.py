@@ -398,10 +398,10 @@ class Trainer:
     def fit(self, resume: bool = True) -> FitResult:
         """Train for the configured epochs, evaluating and checkpointing as configured."""
         started = time.perf_counter()
+        first = self.try_resume() if resume else 0  # refuses a folder of another config first
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.out_dir / "config.yaml")
-        first = self.try_resume() if resume else 0
         writer = _TensorBoard(self.out_dir) if self.info.is_main else None
         for epoch in range(first + 1, self.config.epochs + 1):
             t0 = time.perf_counter()
