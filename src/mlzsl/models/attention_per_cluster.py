@@ -51,14 +51,8 @@ from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models.lesa import (
-    SharedAttention,
-    check_inputs,
-    check_labels,
-    check_sizes,
-    he_normal,
-    span_regularizer,
-)
+from mlzsl.models._checks import check_inputs, check_labels
+from mlzsl.models.lesa import SharedAttention, check_sizes, he_normal, span_regularizer
 
 __all__ = ["AttentionPerCluster", "attention_per_cluster", "spherical_kmeans"]
 

@@ -69,6 +69,7 @@ from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
+from mlzsl.models._checks import check_inputs, check_labels
 
 __all__ = ["BiAM", "biam"]
 
@@ -201,11 +202,7 @@ class BiAM(nn.Module):
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """Fused region features: [B, C, H, W] -> [B, P, R], P = H·W."""
-        if features.ndim != 4 or features.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"biam was built for feature maps of {self.in_channels} channels; "
-                f"got features of shape {tuple(features.shape)}"
-            )
+        check_inputs("biam", self.in_channels, features)
         h = self.front(features)  # [B, D, H, W]
         regions = self.region_block(h.flatten(2).transpose(1, 2))  # [B, P, D]
         scene = self.scene_block(h, features.mean(dim=(2, 3)))  # [B, D, H, W]
@@ -214,11 +211,7 @@ class BiAM(nn.Module):
 
     def region_scores(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Per-region scores e_r · (W v_c): regions [B, P, R], labels [L, E] -> [B, P, L]."""
-        if label_vectors.ndim != 2 or label_vectors.shape[1] != self.embed_dim:
-            raise ConfigError(
-                f"biam was built for label vectors of size embed_dim={self.embed_dim}; "
-                f"got label vectors of shape {tuple(label_vectors.shape)}"
-            )
+        check_labels("biam", self.embed_dim, label_vectors)
         if self.normalize_labels:
             label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
         return embeddings @ self.label_map(label_vectors).T  # [B, P, L]

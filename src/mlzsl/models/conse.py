@@ -65,6 +65,7 @@ from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
+from mlzsl.models._checks import check_inputs, check_labels
 
 __all__ = ["Conse", "conse"]
 
@@ -147,11 +148,7 @@ class Conse(nn.Module):
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """The classifier query of each image: [B, C, H, W] -> q(x) [B, 1, E]."""
-        if features.ndim != 4 or features.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"conse was built for feature maps of {self.in_channels} channels; "
-                f"got features of shape {tuple(features.shape)}"
-            )
+        check_inputs("conse", self.in_channels, features)
         pooled = features.mean(dim=(2, 3))  # [B, C]
         return self.classifier(pooled).unsqueeze(1)  # [B, 1, E]
 
@@ -161,11 +158,7 @@ class Conse(nn.Module):
         The combined set is the given labels (``combine_over="given"`` or train mode) or the
         stored seen set (eval mode); with no stored set yet, f(x) is the query q(x) itself.
         """
-        if label_vectors.ndim != 2 or label_vectors.shape[1] != self.embed_dim:
-            raise ConfigError(
-                f"conse was built for label vectors of size embed_dim={self.embed_dim}; "
-                f"got label vectors of shape {tuple(label_vectors.shape)}"
-            )
+        check_labels("conse", self.embed_dim, label_vectors)
         if self.combine_over == "given" or self.training:
             image = self.convex_combination(embeddings, self._labels(label_vectors))  # [B, E]
         elif self.seen_vectors.shape[0] > 0:

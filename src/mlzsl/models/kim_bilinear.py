@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlzsl.models import register_model
-from mlzsl.models.lesa import check_inputs, check_labels, check_sizes, he_normal
+from mlzsl.models._checks import check_inputs, check_labels
+from mlzsl.models.lesa import check_sizes, he_normal
 
 __all__ = ["KimBilinear", "kim_bilinear"]
 

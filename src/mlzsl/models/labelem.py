@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
+from mlzsl.models._checks import check_inputs, check_labels
 
 __all__ = ["LabelEM", "labelem"]
 
@@ -64,21 +65,13 @@ class LabelEM(nn.Module):
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """θ(x)ᵀW for each image: [B, C, H, W] -> [B, 1, E]."""
-        if features.ndim != 4 or features.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"labelem was built for feature maps of {self.in_channels} channels; "
-                f"got features of shape {tuple(features.shape)}"
-            )
+        check_inputs("labelem", self.in_channels, features)
         theta = features.mean(dim=(2, 3))  # [B, C]
         return self.compatibility(theta).unsqueeze(1)  # [B, 1, E]
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """F(x, c) [B, L] from θ(x)ᵀW [B, 1, E] and label vectors φ(c) [L, E]."""
-        if label_vectors.ndim != 2 or label_vectors.shape[1] != self.embed_dim:
-            raise ConfigError(
-                f"labelem was built for label vectors of size embed_dim={self.embed_dim}; "
-                f"got label vectors of shape {tuple(label_vectors.shape)}"
-            )
+        check_labels("labelem", self.embed_dim, label_vectors)
         if self.normalize_labels:
             label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
         return embeddings.squeeze(1) @ label_vectors.T  # [B, L]

@@ -75,6 +75,7 @@ from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
+from mlzsl.models._checks import check_inputs, check_labels
 
 __all__ = [
     "LESA",
@@ -101,24 +102,6 @@ def check_sizes(model: str, in_channels: int, embed_dim: int, **positive: int) -
     bad = {k: v for k, v in sizes.items() if v < 1}
     if bad:
         raise ConfigError(f"{model}: sizes must be positive, got {bad}")
-
-
-def check_inputs(model: str, in_channels: int, features: Tensor) -> None:
-    """Raise :class:`ConfigError` unless ``features`` is [B, in_channels, H, W]."""
-    if features.ndim != 4 or features.shape[1] != in_channels:
-        raise ConfigError(
-            f"{model} was built for feature maps of {in_channels} channels; "
-            f"got features of shape {tuple(features.shape)}"
-        )
-
-
-def check_labels(model: str, embed_dim: int, label_vectors: Tensor) -> None:
-    """Raise :class:`ConfigError` unless ``label_vectors`` is [L, embed_dim]."""
-    if label_vectors.ndim != 2 or label_vectors.shape[1] != embed_dim:
-        raise ConfigError(
-            f"{model} was built for label vectors of size embed_dim={embed_dim}; "
-            f"got label vectors of shape {tuple(label_vectors.shape)}"
-        )
 
 
 class SharedAttention(nn.Module):

@@ -106,6 +106,7 @@ from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
+from mlzsl.models._checks import check_labels
 
 __all__ = ["ML2PEncoder", "ml2p"]
 
@@ -334,11 +335,7 @@ class ML2PEncoder(nn.Module):
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] from scoring vectors [B, G, E] and label vectors [L, E]."""
-        if label_vectors.ndim != 2 or label_vectors.shape[1] != self.embed_dim:
-            raise ConfigError(
-                f"ml2p was built for label vectors of size embed_dim={self.embed_dim}; "
-                f"got label vectors of shape {tuple(label_vectors.shape)}"
-            )
+        check_labels("ml2p", self.embed_dim, label_vectors)
         if self.normalize_labels:
             label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
         dots = torch.einsum("bge,le->bgl", embeddings, label_vectors)  # [B, G, L]

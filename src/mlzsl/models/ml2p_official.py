@@ -84,6 +84,7 @@ from torch import Tensor, nn
 from mlzsl.backbones import VGG19BNPyramid, create_backbone
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
+from mlzsl.models._checks import check_labels
 from mlzsl.models.ml2p import (
     ChannelCorrelationAttention,
     GroupAttention,
@@ -287,11 +288,7 @@ class ML2POfficial(nn.Module):
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] from scoring vectors [B, G, E] and label vectors [L, E]."""
-        if label_vectors.ndim != 2 or label_vectors.shape[1] != self.embed_dim:
-            raise ConfigError(
-                f"ml2p_official was built for label vectors of size embed_dim={self.embed_dim}; "
-                f"got label vectors of shape {tuple(label_vectors.shape)}"
-            )
+        check_labels("ml2p_official", self.embed_dim, label_vectors)
         if self.label_normalization == "l2":  # the released GZSL scoring
             label_vectors = F.normalize(label_vectors, dim=-1)
         dots = torch.einsum("bge,le->bgl", embeddings, label_vectors)  # [B, G, L]

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
+from mlzsl.models._checks import check_inputs, check_labels
 
 __all__ = ["SDL", "sdl"]
 
@@ -111,11 +112,7 @@ class SDL(nn.Module):
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """The principal embedding vectors: [B, C, H, W] -> A [B, K, E]."""
-        if features.ndim != 4 or features.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"sdl was built for feature maps of {self.in_channels} channels; "
-                f"got features of shape {tuple(features.shape)}"
-            )
+        check_inputs("sdl", self.in_channels, features)
         flat = self.head(features.mean(dim=(2, 3)))  # [B, K·E]
         vectors = flat.view(-1, self.embed_dim, self.num_vectors).transpose(1, 2)  # [B, K, E]
         self._last = vectors if self.training else None
@@ -123,11 +120,7 @@ class SDL(nn.Module):
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] = max_k ⟨A_k, v_c⟩ from A [B, K, E] and label vectors [L, E]."""
-        if label_vectors.ndim != 2 or label_vectors.shape[1] != self.embed_dim:
-            raise ConfigError(
-                f"sdl was built for label vectors of size embed_dim={self.embed_dim}; "
-                f"got label vectors of shape {tuple(label_vectors.shape)}"
-            )
+        check_labels("sdl", self.embed_dim, label_vectors)
         if self.normalize_labels:
             label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
         return (embeddings @ label_vectors.T).amax(dim=1)  # [B, K, L] -> [B, L]
