@@ -6,6 +6,7 @@ the sides the registry is tested at).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,7 @@ class WeightsInfo:
 RANDOM_WEIGHTS = WeightsInfo(source="random", sha256="random")
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, ABC):
     """A frozen image → feature-map network: ``forward(x [B, 3, S, S]) -> [B, C, H, W]``.
 
     Instances come from :func:`mlzsl.backbones.create_backbone` in eval mode with
@@ -78,9 +79,9 @@ class Backbone(nn.Module):
         self.spec = spec
         self.weights_info = weights
 
+    @abstractmethod
     def feature_size(self, image_size: int) -> tuple[int, int]:
         """(H, W) of the feature map for a square input of side ``image_size``."""
-        raise NotImplementedError
 
     def output_shape(self, image_size: int | None = None) -> tuple[int, int, int]:
         """(C, H, W) of ``forward``'s output for a square input (default: ``spec.image_size``)."""

@@ -24,12 +24,11 @@ Choices:
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._checks import check_inputs, check_labels
+from mlzsl.models._checks import check_inputs, check_labels, direction_scores
 
 __all__ = ["Fast0Tag", "fast0tag"]
 
@@ -95,9 +94,7 @@ class Fast0Tag(nn.Module):
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] = ⟨f(x), v_c⟩ from directions [B, 1, E] and label vectors [L, E]."""
         check_labels("fast0tag", self.embed_dim, label_vectors)
-        if self.normalize_labels:
-            label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
-        return embeddings.squeeze(1) @ label_vectors.T  # [B, L]
+        return direction_scores(embeddings, label_vectors, normalize=self.normalize_labels)
 
     def forward(self, features: Tensor, label_vectors: Tensor) -> Tensor:
         """Score every label for every image.

@@ -28,12 +28,11 @@ Choices:
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._checks import check_inputs, check_labels
+from mlzsl.models._checks import check_inputs, check_labels, direction_scores
 
 __all__ = ["LabelEM", "labelem"]
 
@@ -72,9 +71,7 @@ class LabelEM(nn.Module):
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """F(x, c) [B, L] from θ(x)ᵀW [B, 1, E] and label vectors φ(c) [L, E]."""
         check_labels("labelem", self.embed_dim, label_vectors)
-        if self.normalize_labels:
-            label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
-        return embeddings.squeeze(1) @ label_vectors.T  # [B, L]
+        return direction_scores(embeddings, label_vectors, normalize=self.normalize_labels)
 
     def forward(self, features: Tensor, label_vectors: Tensor) -> Tensor:
         """Score every label for every image.
