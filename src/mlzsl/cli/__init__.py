@@ -16,7 +16,19 @@ from mlzsl import __version__
 from mlzsl.errors import MlzslError
 
 # module names under mlzsl.cli, in the order `mlzsl --help` lists them
-COMMANDS = ("demo", "scenes", "extract", "train", "eval", "tag", "models", "bench")
+COMMANDS = (
+    "demo",
+    "scenes",
+    "data",
+    "verify_data",
+    "extract",
+    "train",
+    "eval",
+    "compare",
+    "tag",
+    "models",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from mlzsl.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
+from mlzsl.data.dataset_info import read_dataset_info
 from mlzsl.data.store import FeatureStore, write_store
 from mlzsl.data.userdata import UserDataset, read_user_dataset
 from mlzsl.errors import ConfigError, DataError
@@ -127,6 +128,7 @@ def _job_fingerprint(dataset: UserDataset, identity: dict[str, Any], size: int, 
             "backbone": identity,
             "image_size": size,
             "block": block,
+            **_dataset_meta(dataset.root),
         },
         sort_keys=True,
     )
@@ -325,9 +327,16 @@ def _assemble(
             "source": str(dataset.root.resolve()),
             "job": job,
             "n_skipped": len(skipped),
+            **_dataset_meta(dataset.root),
         },
     )
     return ExtractionSummary(out, report, len(dataset.images), len(kept), skipped)
+
+
+def _dataset_meta(root: Path) -> dict[str, Any]:
+    """``{"dataset": ...}`` from the folder's ``dataset.json``; empty for a plain user folder."""
+    info = read_dataset_info(root)
+    return {} if info is None else {"dataset": info.to_dict()}
 
 
 def _write_report(path: Path, skipped: list[tuple[str, str]]) -> None:

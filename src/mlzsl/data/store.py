@@ -10,7 +10,7 @@ Layout (N images, L labels, feature map C×H×W)::
     /vocabulary/names  str [L]
     /vocabulary/seen   bool [L]
     attrs: format, complete, backbone (JSON identity), image_size, mean, std,
-           mlzsl_version, created, source, n_skipped
+           mlzsl_version, created, source, n_skipped, dataset (JSON DatasetInfo, optional)
 
 A store is written whole by :func:`write_store` under a temporary name and renamed into place,
 and ``attrs["complete"]`` is set last: a file at the final path is always a finished store.
@@ -31,11 +31,13 @@ import h5py
 import numpy as np
 
 from mlzsl import __version__
+from mlzsl.data.dataset_info import DatasetInfo, store_dataset_info
 from mlzsl.errors import DataError
 from mlzsl.labels import LabelSet
 
 FORMAT = "mlzsl-store-1"
 _STR = h5py.string_dtype("utf-8")
+_JSON_ATTRS = ("backbone", "dataset")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class StoreHeader:
     def backbone(self) -> dict[str, Any]:
         """The identity of the backbone that made the features."""
         return dict(self.meta.get("backbone", {}))
+
+    @property
+    def dataset(self) -> DatasetInfo | None:
+        """What benchmark the store is a copy of (``None`` for a plain user folder)."""
+        return store_dataset_info(self.meta)
 
 
 def _decode(values: Iterable[Any]) -> list[str]:
@@ -101,6 +108,11 @@ class FeatureStore:
         if split not in ("train", "test"):
             raise DataError(f"{self.path}: unknown split {split!r} (expected train or test)")
         return np.flatnonzero(self.splits == split)
+
+    def test_variant(self) -> str | None:
+        """The line naming the test-set variant, for stores of a known benchmark."""
+        info = self.header.dataset
+        return None if info is None else info.variant(int(np.sum(self.splits == "test")))
 
     def features(self, index: int | Sequence[int] | np.ndarray) -> np.ndarray:
         """Feature maps as float32: [C, H, W] for one index, [n, C, H, W] for several."""
@@ -167,6 +179,8 @@ def read_header(path: str | Path) -> StoreHeader:
         raise DataError(f"{path}: cannot read HDF5 file ({e})") from None
     meta = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
     meta["backbone"] = json.loads(str(meta.get("backbone", "{}")))
+    if "dataset" in meta:
+        meta["dataset"] = json.loads(str(meta["dataset"]))
     for key in ("mean", "std"):
         if key in meta:
             meta[key] = [float(x) for x in np.asarray(meta[key]).ravel()]
@@ -203,7 +217,7 @@ def write_store(
         image_ids: N image paths.
         splits: N of "train"/"test".
         label_set: the vocabulary (L labels).
-        meta: attributes; ``backbone`` (a dict) is stored as JSON.
+        meta: attributes; ``backbone`` and ``dataset`` (dicts) are stored as JSON.
 
     Returns:
         The final path.
@@ -237,7 +251,7 @@ def write_store(
         f.create_dataset("vocabulary/names", data=list(label_set.names), dtype=_STR)
         f.create_dataset("vocabulary/seen", data=np.asarray(label_set.seen, dtype=bool))
         for key, value in meta.items():
-            f.attrs[key] = json.dumps(value) if key == "backbone" else value
+            f.attrs[key] = json.dumps(value) if key in _JSON_ATTRS else value
         f.attrs["mlzsl_version"] = __version__
         f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         f.attrs["complete"] = True  # last: a crash before here leaves complete=False

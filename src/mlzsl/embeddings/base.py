@@ -8,7 +8,8 @@ lower-cased, split on whitespace, ``_`` and ``-``, and its vector is the **mean 
 vectors**. LESA and BiAM ship their label vectors as precomputed pickles and do not publish the
 code that composed multi-word names, so the mean of word vectors is our choice, not a copied
 convention. A token missing from the vocabulary raises :class:`LabelError`; no label ever gets a
-silent zero vector.
+silent zero vector. A trailing qualifier in square brackets (``"Ball [/m/018xm]"``) is dropped
+before lookup.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from mlzsl.errors import DataError, LabelError
 
 _TOKEN_SEPARATORS = re.compile(r"[\s_\-]+")
+_QUALIFIER = re.compile(r"\s*\[[^\]]*\]$")  # "Ball [/m/018xm]" -> "Ball"
 _FINGERPRINT_BYTES = 1 << 20  # hash the first and last MiB: instant even on a 1 GB GloVe file
 _MAX_LISTED = 10  # unknown labels named in one error message
 
@@ -139,8 +141,11 @@ def file_fingerprint(path: Path) -> str:
 
 
 def _candidates(label: str) -> tuple[list[str], list[str]]:
-    """Whole-label forms to try first (as written, lower-cased), then the tokens to average."""
-    stripped = label.strip()
+    """Whole-label forms to try first (as written, lower-cased), then the tokens to average.
+
+    A trailing ``[qualifier]`` (how Open Images' repeated names are told apart) is ignored.
+    """
+    stripped = _QUALIFIER.sub("", label.strip())
     whole = list(dict.fromkeys([stripped, stripped.lower()]))  # dedupe, keep order
     return whole, split_label(stripped)
 
