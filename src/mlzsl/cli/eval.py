@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics."""
     from mlzsl.cli._common import print_json, results_table
+    from mlzsl.data.store import FeatureStore
     from mlzsl.engine import evaluate_checkpoint
     from mlzsl.runtime import set_threads
 
@@ -35,8 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if args.per_label is not None:
         args.per_label.mkdir(parents=True, exist_ok=True)
         result.write_per_label_csv(args.per_label)
+    variant = FeatureStore(args.store).test_variant()
     if args.json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "test_set": variant})
     else:
         print(results_table({name: result.to_dict()}, ks))
+        if variant:
+            print(variant)
     return 0

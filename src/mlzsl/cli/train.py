@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, then print the best epoch's metrics."""
     from mlzsl.cli._common import print_json, results_table
-    from mlzsl.config import TrainConfig, load_config, model_default_config
+    from mlzsl.config import TrainConfig
+    from mlzsl.data.store import FeatureStore, load_config, model_default_config
     from mlzsl.engine import fit
     from mlzsl.runtime import set_threads
 
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = result.best.to_dict()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
+    variant = FeatureStore(args.store).test_variant()
     if args.json:
         print_json(
             {
@@ -60,9 +62,12 @@ def run(args: argparse.Namespace) -> int:
                 "best_epoch": result.best_epoch,
                 "seconds": result.seconds,
                 "out": str(result.out_dir),
+                "test_set": variant,
             }
         )
     else:
         print(results_table({config.model: metrics}, config.ks))
+        if variant:
+            print(variant)
         print(f"best epoch {result.best_epoch}; run folder {result.out_dir}")
     return 0
