@@ -83,7 +83,7 @@ def images(side: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
 
 
 def test_registry_lists_all_backbones() -> None:
-    assert list_backbones() == sorted(NAMES)
+    assert list_backbones() == sorted([*NAMES, "pixels"])  # pixels: tests/test_image_models.py
     assert DEFAULT_BACKBONE == "efficientnet_lite0"
 
 

@@ -14,14 +14,17 @@ def test_bench_quality_trains_each_model_per_seed(tmp_path: Path, capsys) -> Non
     out = tmp_path / "bench"
     small = ["--train", "48", "--test", "24", "--out", str(out), "--threads", "1", "--json"]
     # overrides come right after the word quality (argparse reads positionals together)
-    args = ["bench", "quality", "epochs=1", "--models", "fast0tag", "--seeds", "2", *small]
+    models = ["fast0tag", "ml2p_official"]  # a feature-map model and the image-input one
+    args = ["bench", "quality", "epochs=1", "--models", *models, "--seeds", "2", *small]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    row = result["models"]["fast0tag"]
-    assert row["seeds"] == 2 and row["parameters"] > 0
-    assert set(row["zsl.mAP"]) == {"mean", "std"} and 0 <= row["zsl.mAP"]["mean"] <= 100
+    for name in models:
+        row = result["models"][name]
+        assert row["seeds"] == 2 and row["parameters"] > 0
+        assert set(row["zsl.mAP"]) == {"mean", "std"} and 0 <= row["zsl.mAP"]["mean"] <= 100
+        assert (out / "runs" / name / "seed1" / "best.pt").is_file()
+    assert result["models"]["ml2p_official"]["parameters"] > 20_000_000  # the VGG19-BN trunk
     assert (out / "quality.png").stat().st_size > 1000
-    assert (out / "runs" / "fast0tag" / "seed1" / "best.pt").is_file()
 
 
 def test_bench_speed_reports_ratios_to_ml2p(capsys) -> None:

@@ -12,7 +12,8 @@ from mlzsl.cli import main
 from mlzsl.config import load_config
 from mlzsl.demo import DEMO_MODELS, run_demo
 from mlzsl.engine import build_model, make_optimizer
-from mlzsl.models import create_model, list_models, model_inputs
+from mlzsl.errors import ConfigError
+from mlzsl.models import list_models, model_inputs
 from mlzsl.tagger import Tagger
 
 
@@ -138,14 +139,33 @@ SHIPPED = sorted((Path(mlzsl.__file__).parent / "configs").glob("*/*.yaml"))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_every_shipped_config_builds(path: Path) -> None:
+def test_every_shipped_config_builds(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the benchmark configs name the user's files through environment variables
+    for name in ("MLZSL_NUS_VECTORS", "MLZSL_GLOVE_300D"):
+        monkeypatch.setenv(name, "/data/vectors")
+    monkeypatch.setenv("MLZSL_VGG19_BN_WEIGHTS", "random")
     config = load_config(path)
     assert config.model == path.stem
-    if model_inputs(config.model) == "images":
-        model = create_model(config.model, in_channels=3, embed_dim=50, image_size=64)
-    else:
-        model = build_model(config, (1280, 5, 5), 50)
+    assert load_config(f"{path.parent.name}/{path.stem}") == config  # by packaged name
+    if "/data/vectors" in config.embedder:
+        assert config.embedder.endswith(":/data/vectors")
+    shape = (3, 64, 64) if model_inputs(config.model) == "images" else (512, 7, 7)
+    model = build_model(config, shape, 50)
     assert make_optimizer(config, model.parameters()) is not None
+
+
+def test_benchmark_configs_cover_every_model_and_name_unset_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shipped = {(p.parent.name, p.stem) for p in SHIPPED}
+    for group in ("nus_wide", "open_images"):
+        assert {(group, m) for m in list_models()} <= shipped
+    monkeypatch.delenv("MLZSL_NUS_VECTORS", raising=False)
+    with pytest.raises(ConfigError, match=r"MLZSL_NUS_VECTORS.*not set"):
+        load_config("nus_wide/lesa")
+    assert load_config("nus_wide/lesa", ["embedder=glove50"]).embedder == "glove50"
+    with pytest.raises(ConfigError, match="packaged: .*nus_wide/lesa"):
+        load_config("nus_wide/no_such_model")
 
 
 def test_every_model_has_paper_settings_and_the_demo_models_scenes_ones() -> None:

@@ -198,8 +198,34 @@ def test_bad_spec_is_a_config_error(spec):
 
 def test_list_embedders_describes_every_spec():
     specs = list_embedders()
-    assert set(specs) == {"glove50", "glove:PATH", "nus:PICKLE[,TAGLIST,CONCEPTS]", "minilm"}
+    assert set(specs) == {
+        "glove50",
+        "glove:PATH",
+        "nus:PICKLE[,TAGLIST,CONCEPTS]",
+        "minilm",
+        "lenient:SPEC",
+    }
     assert all(isinstance(d, str) and d and "\n" not in d for d in specs.values())
+
+
+def test_lenient_averages_known_words_and_zeroes_labels_with_none(glove50):
+    lenient = create_embedder("lenient:glove50")
+    assert lenient.name == "lenient:glove50" and lenient.spec == "lenient:glove50"
+    with pytest.warns(UserWarning, match="1 of 3 labels have no known word.*'Qwxzvbnm'"):
+        vectors = lenient.embed(["Valentine's day", "Qwxzvbnm", "red fox"])
+    words = glove50.embed(["valentine", "s", "day"])  # GloVe's tokens of "valentine's day"
+    np.testing.assert_allclose(vectors[0], words.mean(axis=0), rtol=1e-6)
+    assert not vectors[1].any()
+    np.testing.assert_array_equal(vectors[2], glove50.embed(["red fox"])[0])  # known: unchanged
+    with pytest.raises(LabelError):  # the strict spec still refuses
+        glove50.embed(["Qwxzvbnm"])
+    with pytest.raises(ConfigError, match="word-vector"):
+        create_embedder("lenient:minilm")
+
+
+def test_a_bracketed_qualifier_is_ignored(glove50):
+    both = glove50.embed(["Ball [/m/018xm]", "ball"])  # Open Images' repeated names
+    np.testing.assert_array_equal(both[0], both[1])
 
 
 # ---------------------------------------------------------------- nus:PICKLE

@@ -3,11 +3,19 @@
 A config file is YAML holding a subset of :class:`TrainConfig`'s fields. Unknown keys and values
 of the wrong type are rejected with a message naming the file and the key. Overrides use dotted
 keys for the nested ``model_args`` mapping: ``lr=3e-4``, ``model_args.groups=4``.
+
+``--config`` takes a file, or the name of a packaged config ``GROUP/MODEL`` (``nus_wide/lesa``,
+``open_images/biam``; see :func:`list_packaged_configs`). Strings in ``embedder`` and
+``model_args`` may name environment variables as ``${NAME}`` — the benchmark configs point at the
+user's own label-vector and weight files that way (``embedder: nus:${MLZSL_NUS_VECTORS}``); an
+unset variable is an error naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -130,6 +138,12 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(types_)})")
     values = {k: _check_type(k, v, types_[k], where) for k, v in data.items()}
+    if "embedder" in values:
+        values["embedder"] = _expand_env(values["embedder"], "embedder", where)
+    if "model_args" in values:
+        values["model_args"] = {
+            k: _expand_env(v, f"model_args.{k}", where) for k, v in values["model_args"].items()
+        }
     for key, allowed in _CHOICES.items():
         if key in values and values[key] not in allowed:
             raise ConfigError(f"{where}: {key} must be one of {allowed}, got {values[key]!r}")
@@ -140,6 +154,26 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig
     if config.lr <= 0 or config.warmup_epochs < 0 or config.workers < 0:
         raise ConfigError(f"{where}: lr must be > 0, warmup_epochs and workers ≥ 0")
     return config
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, key: str, where: str) -> Any:
+    """``value`` with each ``${NAME}`` replaced by the environment variable (strings only)."""
+    if not isinstance(value, str):
+        return value
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(
+                f"{where}: {key} uses ${{{name}}}, which is not set; export {name} "
+                f"or override {key}=..."
+            )
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(lookup, value)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -159,6 +193,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
+        path = _resolve_config_path(path)
         where = str(path)
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -188,6 +223,32 @@ def packaged_config(group: str, model: str) -> Path:
     """Path of a config shipped in the package: ``("default", "lesa")`` is LESA's paper settings,
     ``("scenes", "ml2p")`` the built-in data's; the file may not exist."""
     return Path(str(resources.files("mlzsl") / "configs" / group / f"{model}.yaml"))
+
+
+def list_packaged_configs() -> list[str]:
+    """Names ``GROUP/MODEL`` of every config shipped in the package, sorted."""
+    root = resources.files("mlzsl") / "configs"
+    return sorted(
+        f"{group.name}/{file.name.removesuffix('.yaml')}"
+        for group in root.iterdir()
+        if group.is_dir()
+        for file in group.iterdir()
+        if file.name.endswith(".yaml")
+    )
+
+
+def _resolve_config_path(path: str | Path) -> Path:
+    """``path`` if it is a file, else the packaged config it names (``nus_wide/lesa``)."""
+    path = Path(path)
+    if path.is_file() or path.suffix or len(path.parts) != 2:
+        return path
+    packaged = packaged_config(*path.parts)
+    if packaged.is_file():
+        return packaged
+    raise ConfigError(
+        f"{path}: no such config file or packaged config "
+        f"(packaged: {', '.join(list_packaged_configs())})"
+    )
 
 
 def model_default_config(model: str, overrides: Sequence[str] = ()) -> TrainConfig:

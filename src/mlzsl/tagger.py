@@ -37,7 +37,7 @@ def parse_labels(text: str | Sequence[str]) -> list[str]:
 def backbone_from_identity(identity: dict[str, Any], image_size: int | None) -> Backbone:
     """Rebuild the backbone a store or checkpoint names (packaged weights, file or URL)."""
     source = str(identity.get("weights", ""))
-    weights = None if source.startswith("package:") else source
+    weights = None if source.startswith("package:") or source == "none" else source
     return create_backbone(str(identity["name"]), weights=weights, image_size=image_size).eval()
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from mlzsl.backbones import efficientnet_lite
+from mlzsl.backbones import efficientnet_lite, pixels
 from mlzsl.backbones._base import Backbone, BackboneSpec, init_weights
 from mlzsl.backbones._weights import DefaultWeights, fit_state_dict, resolve_weights
 from mlzsl.backbones.efficientnet_lite import EfficientNetLite0
@@ -47,6 +47,7 @@ class _Entry:
     build: type[Backbone]  # called with spec= and weights=
     default_weights: DefaultWeights | None  # what weights=None loads; None: no default
     ignore_prefixes: tuple[str, ...] = ()  # classifier keys in weight files that are not built
+    parameter_free: bool = False  # nothing to load: ``weights`` must be None
 
 
 _REGISTRY: dict[str, _Entry] = {
@@ -60,6 +61,7 @@ _REGISTRY: dict[str, _Entry] = {
         ),
         _Entry(VGG19_SPEC, VGG19, None),
         _Entry(VGG19_BN_PYRAMID_SPEC, VGG19BNPyramid, None, ignore_prefixes=("classifier.",)),
+        _Entry(pixels.SPEC, pixels.Pixels, None, parameter_free=True),
     )
 }
 
@@ -108,6 +110,10 @@ def create_backbone(
     spec = entry.spec
     if image_size is not None:
         spec = replace(spec, image_size=_check_image_size(image_size, spec))
+    if entry.parameter_free:
+        if weights is not None:
+            raise ConfigError(f"backbone {name!r} has no parameters: do not pass weights")
+        return entry.build(spec=spec, weights=pixels.NO_WEIGHTS).eval()
     state, info = resolve_weights(
         weights, name=name, default=entry.default_weights, url=spec.weights_url
     )

@@ -8,14 +8,17 @@ lower-cased, split on whitespace, ``_`` and ``-``, and its vector is the **mean 
 vectors**. LESA and BiAM ship their label vectors as precomputed pickles and do not publish the
 code that composed multi-word names, so the mean of word vectors is our choice, not a copied
 convention. A token missing from the vocabulary raises :class:`LabelError`; no label ever gets a
-silent zero vector. A trailing qualifier in square brackets (``"Ball [/m/018xm]"``) is dropped
-before lookup.
+silent zero vector — unless the spec asks for it: ``lenient:SPEC`` (benchmark vocabularies such as
+Open Images', 508 of whose 7,586 names hold a word GloVe 6B lacks) averages the words it knows and
+gives a label with none a zero vector (343 of them), with one warning counting them. A trailing
+qualifier in square brackets (``"Ball [/m/018xm]"``) is dropped before lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +28,7 @@ import numpy as np
 from mlzsl.errors import DataError, LabelError
 
 _TOKEN_SEPARATORS = re.compile(r"[\s_\-]+")
+_PUNCTUATION = re.compile(r"[^\w]+")  # lenient mode: "valentine's" -> valentine, s
 _QUALIFIER = re.compile(r"\s*\[[^\]]*\]$")  # "Ball [/m/018xm]" -> "Ball"
 _FINGERPRINT_BYTES = 1 << 20  # hash the first and last MiB: instant even on a 1 GB GloVe file
 _MAX_LISTED = 10  # unknown labels named in one error message
@@ -72,6 +76,8 @@ class WordVectorEmbedder(Embedder):
     streamed from disk is read once per call, not once per word.
     """
 
+    lenient: bool = False  # set by the ``lenient:`` spec: unknown words are skipped (module doc)
+
     @abstractmethod
     def _lookup(self, words: set[str]) -> Mapping[str, np.ndarray]:
         """Vectors (float32 [E]) of those ``words`` the vocabulary holds; absent ones omitted."""
@@ -82,6 +88,8 @@ class WordVectorEmbedder(Embedder):
         See :meth:`Embedder.embed` for arguments, return value and errors.
         """
         labels = check_labels(labels)
+        if self.lenient:
+            return self._embed_lenient(labels)
         plans = [_candidates(label) for label in labels]
         wanted = {w for whole, tokens in plans for w in (*whole, *tokens)}
         table = self._lookup(wanted) if wanted else {}
@@ -95,6 +103,32 @@ class WordVectorEmbedder(Embedder):
                 out[i] = vector
         if missing:
             raise LabelError(_unknown_message(self.name, missing))
+        return out
+
+    def _embed_lenient(self, labels: list[str]) -> np.ndarray:
+        """Whole label, else the mean of the known words; a label with none gets zeros.
+
+        Words are also split at punctuation here (``"valentine's day"`` -> valentine, s, day),
+        as GloVe's tokeniser did. Labels left with no known word are counted in one warning.
+        """
+        plans = [_candidates(label) for label in labels]
+        words = [[w for t in tokens for w in _PUNCTUATION.split(t) if w] for _, tokens in plans]
+        wanted = {w for (whole, _), ws in zip(plans, words, strict=True) for w in (*whole, *ws)}
+        table = self._lookup(wanted) if wanted else {}
+        out = np.zeros((len(labels), self.dim), dtype=np.float32)  # [L, E]
+        empty: list[str] = []
+        for i, ((whole, _), ws) in enumerate(zip(plans, words, strict=True)):
+            vector = _compose(whole, [w for w in ws if w in table], table)
+            if vector is None:
+                empty.append(labels[i])
+            else:
+                out[i] = vector
+        if empty:
+            warnings.warn(
+                f"embedder {self.name!r}: {len(empty)} of {len(labels)} labels have no known "
+                f"word and get zero vectors, e.g. {', '.join(map(repr, empty[:_MAX_LISTED]))}",
+                stacklevel=2,
+            )
         return out
 
 

@@ -8,6 +8,8 @@ spec                               embedder
 ``nus:PICKLE``                     the NUS-WIDE label pickle, vocabularies found beside it
 ``nus:PICKLE,TAGLIST,CONCEPTS``    the same with the two vocabulary files named
 ``minilm``                         packaged all-MiniLM-L6-v2 sentence encoder, 384-d (extra)
+``lenient:SPEC``                   a word-vector SPEC that skips unknown words (zero vector
+                                   for a label with none), e.g. ``lenient:glove:PATH``
 =================================  ==========================================================
 
 The kind before the first ``:`` is case-insensitive; everything after it is the argument.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlzsl.embeddings.base import Embedder
+from mlzsl.embeddings.base import Embedder, WordVectorEmbedder
 from mlzsl.embeddings.glove import Glove50Embedder, GloveTextEmbedder
 from mlzsl.embeddings.nus import NusPickleEmbedder
 from mlzsl.embeddings.sentence import MiniLMEmbedder
@@ -47,6 +49,16 @@ def _build_nus(argument: str) -> Embedder:
     return NusPickleEmbedder(*parts)
 
 
+def _build_lenient(argument: str) -> Embedder:
+    """A word-vector embedder of spec ``argument`` that skips words its table lacks."""
+    inner = create_embedder(argument)
+    if not isinstance(inner, WordVectorEmbedder):
+        raise ConfigError(f"embedder spec 'lenient:{argument}': only word-vector embedders")
+    inner.lenient = True
+    inner.name, inner.spec = f"lenient:{inner.name}", f"lenient:{inner.spec}"
+    return inner
+
+
 _KINDS: dict[str, _Kind] = {
     "glove50": _Kind(
         "glove50",
@@ -71,6 +83,12 @@ _KINDS: dict[str, _Kind] = {
         "all-MiniLM-L6-v2 sentence encoder, 384-d, packaged; needs pip install 'mlzsl[sentence]'",
         lambda _: MiniLMEmbedder(),
         takes_argument=False,
+    ),
+    "lenient": _Kind(
+        "lenient:SPEC",
+        "a word-vector SPEC that averages the words it knows (zero vector when none), one warning",
+        _build_lenient,
+        takes_argument=True,
     ),
 }
 
