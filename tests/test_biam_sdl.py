@@ -49,6 +49,50 @@ def test_biam_top_k_larger_than_positions_is_clipped_to_the_mean() -> None:
     torch.testing.assert_close(scores, per_region.mean(dim=1))
 
 
+def _biam_fc7() -> torch.nn.Module:
+    torch.manual_seed(0)  # the same random VGG19 each time: stands in for the torchvision file
+    return create_model("biam", in_channels=512, embed_dim=E, scene="fc7", vgg_weights="random")
+
+
+def test_biam_fc7_scene_is_the_frozen_vgg19_fc7_of_the_map() -> None:
+    model = _biam_fc7().train()
+    assert not model.scene_vgg.training  # frozen: dropout off even in train mode
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(2, 512, 14, 14, generator=g).relu()  # conv5_4 after ReLU
+    pooled = torch.nn.functional.max_pool2d(maps, 2).flatten(1)  # pool5 -> [2, 25088]
+    fc = model.scene_vgg.classifier
+    expected = (fc[3](fc[0](pooled).relu())).relu()  # fc6, ReLU, fc7, ReLU (BiAM's vgg_net)
+    torch.testing.assert_close(model.scene_vector(maps), expected)
+    scores = model.eval()(maps, torch.randn(4, E, generator=g))
+    assert scores.shape == (2, 4) and torch.isfinite(scores).all()
+    assert not any(p.requires_grad for p in model.scene_vgg.parameters())
+
+
+def test_biam_fc7_checkpoints_leave_the_vgg_out_and_reload() -> None:
+    model = _biam_fc7().eval()
+    state = model.state_dict()
+    assert not any(k.startswith("scene_vgg.") for k in state)
+    assert sum(v.numel() for v in state.values()) < 5_000_000  # the head only, not VGG's 139 M
+    again = _biam_fc7().eval()
+    again.load_state_dict(state)  # strict: only the VGG keys are forgiven
+    maps, labels = torch.randn(1, 512, 14, 14).relu(), torch.randn(3, E)
+    torch.testing.assert_close(again(maps, labels), model(maps, labels))
+    del state["label_map.weight"]
+    with pytest.raises(RuntimeError, match="label_map.weight"):
+        again.load_state_dict(state)
+
+
+def test_biam_fc7_needs_vgg19_conv5_4_maps() -> None:
+    with pytest.raises(ConfigError, match="vgg_weights"):
+        _build("biam", scene="fc7")  # no weights
+    with pytest.raises(ConfigError, match="in_channels 512"):
+        _build("biam", scene="fc7", vgg_weights="random")  # C = 16
+    with pytest.raises(ConfigError, match="only used with scene='fc7'"):
+        _build("biam", vgg_weights="random")
+    with pytest.raises(ConfigError, match="512×14×14"):
+        _biam_fc7()(torch.randn(1, 512, 7, 7), torch.randn(3, E))
+
+
 def test_biam_handles_other_map_sizes() -> None:
     model = _build("biam").eval()
     with torch.no_grad():

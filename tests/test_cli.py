@@ -144,6 +144,7 @@ def test_every_shipped_config_builds(path: Path, monkeypatch: pytest.MonkeyPatch
     for name in ("MLZSL_NUS_VECTORS", "MLZSL_GLOVE_300D"):
         monkeypatch.setenv(name, "/data/vectors")
     monkeypatch.setenv("MLZSL_VGG19_BN_WEIGHTS", "random")
+    monkeypatch.setenv("MLZSL_VGG19_WEIGHTS", "random")
     config = load_config(path)
     assert config.model == path.stem
     assert load_config(f"{path.parent.name}/{path.stem}") == config  # by packaged name

@@ -66,6 +66,7 @@ def test_bad_files_are_skipped_and_reported(tmp_path: Path, capsys) -> None:
         direct = model(pixels[None])[0].numpy()
     np.testing.assert_allclose(store.features(3), direct, rtol=1e-2, atol=1e-2)
     assert not (tmp_path / "store.h5.parts").exists()
+    assert not (tmp_path / "store.h5.lock").exists()
 
 
 def test_rerun_of_finished_store_is_a_no_op(image_folder: Path, tmp_path: Path, capsys) -> None:

@@ -11,6 +11,16 @@ of every global batch through a DistributedSampler (``batch_size`` is the global
 evenly), and evaluation scores a DistributedSampler shard per rank and gathers the scores,
 dropping the duplicate rows DistributedSampler pads in. Only rank 0 writes files.
 
+Open Images: on a store whose dataset says ``evaluation == "open_images"`` every evaluation is
+reported under both conventions of the literature (:func:`mlzsl.protocol.open_images_evaluate`:
+``"lesa"`` and ``"biam"``), and the *primary* result (what :func:`evaluate_on_store` returns,
+what ``select_metric`` reads unless it names a convention, ``FitResult.best``) is BiAM's: that
+is the regime of (ML)²P's published Open Images figures (DESIGN §4). History columns on such a
+store are prefixed with the convention (``biam.zsl.mAP``, ``lesa.zsl.mAP``); ``select_metric``
+may name one the same way. K values: an Open Images store whose config leaves ``ks`` at the
+NUS-WIDE default (3, 5) is evaluated at K = 10, 20 (:func:`resolve_ks`); any other ``ks`` is
+used as given. Other stores have one convention, keyed ``"default"``, and unprefixed columns.
+
 Resume: after every epoch rank 0 writes ``last.pt`` (weights, optimizer, schedule, RNG states,
 history). A rerun in the same folder continues after the last finished epoch; with a fixed seed
 on CPU it reaches exactly the metrics of an uninterrupted run.
@@ -44,7 +54,11 @@ from mlzsl.labels import LabelSet
 from mlzsl.losses import get_loss, model_extra_loss
 from mlzsl.models import create_model, model_arguments, model_inputs
 from mlzsl.progress import progress
-from mlzsl.protocol import EvalResult, evaluate
+from mlzsl.protocol import K_VALUES, EvalResult, evaluate, open_images_evaluate
+
+DEFAULT_CONVENTION = "default"
+PRIMARY_CONVENTION = {"default": DEFAULT_CONVENTION, "open_images": "biam"}
+"""Per store evaluation: the convention that selects checkpoints and fills ``FitResult.best``."""
 
 
 @dataclass(frozen=True)
@@ -112,13 +126,15 @@ def build_model(
     Sizes the store decides (C, E and, for models that need it, P = H·W) are passed here;
     everything else comes from ``config.model_args``.
     """
-    if model_inputs(config.model) != "features":
-        raise ConfigError(
-            f"model {config.model!r} takes images, not a feature store; training it from "
-            "images is not supported by the engine yet"
-        )
     channels, height, width = feature_shape
     sizes: dict[str, Any] = {"in_channels": channels, "embed_dim": embed_dim}
+    if model_inputs(config.model) == "images":  # the store holds images (backbone "pixels")
+        if channels != 3 or height != width:
+            raise ConfigError(
+                f"model {config.model!r} takes images: extract the store with "
+                f"`mlzsl extract --backbone pixels` (got {channels}×{height}×{width} maps)"
+            )
+        sizes["image_size"] = height
     if "num_positions" in model_arguments(config.model):
         sizes["num_positions"] = height * width
     clash = sorted(set(sizes) & set(config.model_args))
@@ -212,6 +228,71 @@ def predict_scores(
     return out
 
 
+def store_evaluation(store: FeatureStore) -> str:
+    """How ``store`` is evaluated: ``"open_images"`` or ``"default"`` (its dataset.json)."""
+    info = store.header.dataset
+    return "default" if info is None else info.evaluation
+
+
+def resolve_ks(ks: tuple[int, ...] | list[int], evaluation: str) -> tuple[int, ...]:
+    """The K values to report: Open Images' (10, 20) where ``ks`` is left at NUS-WIDE's (3, 5).
+
+    A config cannot tell "left at the default" from "set to 3, 5", so on an Open Images store
+    (3, 5) is read as the former; ask for other K (e.g. ``ks=[3,5,10]``) to report them.
+    """
+    ks = tuple(int(k) for k in ks)
+    if evaluation == "open_images" and sorted(ks) == list(K_VALUES["nus_wide"]):
+        return K_VALUES["open_images"]
+    return ks
+
+
+def evaluate_scores(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    label_set: LabelSet,
+    *,
+    ks: tuple[int, ...],
+    evaluation: str = "default",
+) -> dict[str, EvalResult]:
+    """Results keyed by convention: ``{"lesa", "biam"}`` for Open Images, else ``{"default"}``."""
+    if evaluation == "open_images":
+        return open_images_evaluate(scores, targets, label_set, ks=ks)
+    return {DEFAULT_CONVENTION: evaluate(scores, targets, label_set, ks=ks)}
+
+
+def primary_result(results: dict[str, EvalResult]) -> EvalResult:
+    """The result that selects checkpoints: BiAM's convention on Open Images, else the only one."""
+    return results["biam"] if "biam" in results else results[DEFAULT_CONVENTION]
+
+
+def evaluate_on_store_by_convention(
+    model: nn.Module,
+    store: FeatureStore,
+    vectors: torch.Tensor,
+    *,
+    ks: tuple[int, ...] = (3, 5),
+    split: str = "test",
+    info: DistInfo = DistInfo(),
+    show_progress: bool = False,
+) -> dict[str, EvalResult]:
+    """ZSL and GZSL metrics of ``model`` on the ``split`` rows of ``store``, per convention.
+
+    ``ks`` goes through :func:`resolve_ks`; the keys are those of :func:`evaluate_scores`.
+    """
+    rows = store.indices(split)
+    if len(rows) == 0:
+        raise DataError(f"{store.path}: no {split} images to evaluate")
+    evaluation = store_evaluation(store)
+    scores = predict_scores(model, store, rows, vectors, info=info, show_progress=show_progress)
+    return evaluate_scores(
+        scores,
+        store.labels(rows),
+        store.label_set,
+        ks=resolve_ks(ks, evaluation),
+        evaluation=evaluation,
+    )
+
+
 def evaluate_on_store(
     model: nn.Module,
     store: FeatureStore,
@@ -222,12 +303,15 @@ def evaluate_on_store(
     info: DistInfo = DistInfo(),
     show_progress: bool = False,
 ) -> EvalResult:
-    """ZSL and GZSL metrics of ``model`` on the ``split`` rows of ``store``."""
-    rows = store.indices(split)
-    if len(rows) == 0:
-        raise DataError(f"{store.path}: no {split} images to evaluate")
-    scores = predict_scores(model, store, rows, vectors, info=info, show_progress=show_progress)
-    return evaluate(scores, store.labels(rows), store.label_set, ks=ks)
+    """ZSL and GZSL metrics of ``model`` on the ``split`` rows of ``store``.
+
+    On an Open Images store this is the BiAM-convention result; see
+    :func:`evaluate_on_store_by_convention` for both.
+    """
+    results = evaluate_on_store_by_convention(
+        model, store, vectors, ks=ks, split=split, info=info, show_progress=show_progress
+    )
+    return primary_result(results)
 
 
 # ----------------------------------------------------------------------------- training
@@ -243,6 +327,8 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0
+    results: dict[str, EvalResult] = field(default_factory=dict)
+    """The best checkpoint under every convention of the store (``best`` is the primary)."""
 
 
 @dataclass
@@ -253,11 +339,16 @@ class _State:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _metric(result: EvalResult, key: str) -> float:
-    split, _, name = key.partition(".")
+def _metric(results: dict[str, EvalResult], key: str) -> float:
+    """``select_metric`` ``split.name`` (primary convention) or ``convention.split.name``."""
+    parts = key.split(".")
+    result = primary_result(results)
+    if len(parts) == 3 and parts[0] in results:
+        result, parts = results[parts[0]], parts[1:]
     try:
+        split, name = parts
         return float(result.to_dict()[split][name])
-    except KeyError:
+    except (KeyError, ValueError):
         raise ConfigError(f"select_metric {key!r} is not a reported metric") from None
 
 
@@ -285,6 +376,7 @@ class Trainer:
                 f"batch_size {config.batch_size} must divide evenly over {self.info.world} ranks"
             )
         self.store = FeatureStore(store_path)
+        self.ks = resolve_ks(config.ks, store_evaluation(self.store))
         header = self.store.header
         self.vectors = label_vectors(config.embedder, header.label_set)  # [L, E]
         self.seen = torch.from_numpy(header.label_set.seen_idx)
@@ -320,7 +412,7 @@ class Trainer:
         )
 
     # -- checkpoints
-    def _payload(self, result: EvalResult | None) -> dict[str, Any]:
+    def _payload(self, results: dict[str, EvalResult] | None) -> dict[str, Any]:
         header = self.store.header
         return {
             "model": self.config.model,
@@ -336,7 +428,8 @@ class Trainer:
             "std": header.meta.get("std"),
             "config": self.config.to_dict(),
             "epoch": self.state.epoch,
-            "metrics": result.to_dict() if result is not None else None,
+            "metrics": primary_result(results).to_dict() if results else None,
+            "metrics_by_convention": _by_convention(results) if results else None,
             "state_dict": self.model.state_dict(),
         }
 
@@ -412,14 +505,14 @@ class Trainer:
                 "lr": float(self.schedule.get_last_lr()[0]),
             }
             if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
-                result = self.evaluate()
-                row.update(_flatten(result))
-                value = _metric(result, self.config.select_metric)
+                results = self.evaluate_by_convention()
+                row.update(_flatten(results))
+                value = _metric(results, self.config.select_metric)
                 if value > self.state.best_value:  # every rank keeps the same state
                     self.state.best_value, self.state.best_epoch = value, epoch
                     self.state.epoch = epoch
                     if self.info.is_main:
-                        save_checkpoint(self.out_dir / "best.pt", self._payload(result))
+                        save_checkpoint(self.out_dir / "best.pt", self._payload(results))
             row["seconds"] = time.perf_counter() - t0
             self.state.epoch = epoch
             self.state.history.append(row)
@@ -433,28 +526,37 @@ class Trainer:
         return self._finish(first, time.perf_counter() - started)
 
     def evaluate(self) -> EvalResult:
-        """Metrics of the current weights on the store's test rows."""
-        return evaluate_on_store(
-            self.model, self.store, self.vectors, ks=tuple(self.config.ks), info=self.info
+        """Metrics of the current weights on the store's test rows (the primary convention)."""
+        return primary_result(self.evaluate_by_convention())
+
+    def evaluate_by_convention(self) -> dict[str, EvalResult]:
+        """Metrics of the current weights on the store's test rows, per convention."""
+        return evaluate_on_store_by_convention(
+            self.model, self.store, self.vectors, ks=self.ks, info=self.info
         )
 
     def _finish(self, first: int, seconds: float) -> FitResult:
         if self.info.world > 1:
             dist.barrier()  # rank 0 has written best.pt
         self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt")["state_dict"])
-        result = self.evaluate()
+        results = self.evaluate_by_convention()
+        best = primary_result(results)
         if self.info.is_main:
-            result.write_per_label_csv(self.out_dir)
-            (self.out_dir / "metrics.json").write_text(
-                json.dumps({"best_epoch": self.state.best_epoch, **result.to_dict()}, indent=2)
-            )
+            for result in results.values():  # per_label[_<convention>]_{zsl,gzsl}.csv
+                result.write_per_label_csv(self.out_dir)
+            summary: dict[str, Any] = {"best_epoch": self.state.best_epoch, **best.to_dict()}
+            if len(results) > 1:
+                summary["selected_by"] = best.variant
+                summary["by_convention"] = _by_convention(results)
+            (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         return FitResult(
             out_dir=self.out_dir,
             best_epoch=self.state.best_epoch,
-            best=result,
+            best=best,
             history=self.state.history,
             seconds=seconds,
             resumed_from=first,
+            results=results,
         )
 
 
@@ -473,8 +575,18 @@ def fit(
 # ----------------------------------------------------------------------------- logging
 
 
-def _flatten(result: EvalResult) -> dict[str, float]:
-    return {f"{s}.{k}": float(v) for s, d in result.to_dict().items() for k, v in d.items()}
+def _flatten(results: dict[str, EvalResult]) -> dict[str, float]:
+    """History columns: ``zsl.mAP`` for one convention, ``biam.zsl.mAP`` etc. for several."""
+    row = {}
+    for convention, result in results.items():
+        prefix = "" if len(results) == 1 else f"{convention}."
+        for split, metrics in result.to_dict().items():
+            row.update({f"{prefix}{split}.{k}": float(v) for k, v in metrics.items()})
+    return row
+
+
+def _by_convention(results: dict[str, EvalResult]) -> dict[str, dict[str, dict[str, float]]]:
+    return {convention: result.to_dict() for convention, result in results.items()}
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
@@ -515,7 +627,10 @@ class _TensorBoard:
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
-    model = create_model(ckpt["model"], **ckpt["model_args"])
+    args = dict(ckpt["model_args"])
+    if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
+        args["backbone_weights"] = None
+    model = create_model(ckpt["model"], **args)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
@@ -529,8 +644,27 @@ def evaluate_checkpoint(
 ) -> tuple[str, list[int], EvalResult]:
     """Evaluate a checkpoint on a store; returns (model name, K values, result).
 
+    On an Open Images store the result is BiAM's convention; see
+    :func:`evaluate_checkpoint_by_convention` for both.
+    """
+    name, ks, results = evaluate_checkpoint_by_convention(
+        checkpoint, store_path, embedder=embedder, split=split
+    )
+    return name, ks, primary_result(results)
+
+
+def evaluate_checkpoint_by_convention(
+    checkpoint: str | Path,
+    store_path: str | Path,
+    *,
+    embedder: str | None = None,
+    split: str = "test",
+) -> tuple[str, list[int], dict[str, EvalResult]]:
+    """Evaluate a checkpoint on a store; returns (model name, K values, results by convention).
+
     The store's features must come from the backbone the checkpoint was trained on, and the
     embedder (the checkpoint's unless overridden) must give vectors of the size the model takes.
+    The K values are the checkpoint config's, through :func:`resolve_ks`.
     """
     ckpt = load_checkpoint(checkpoint)
     store = FeatureStore(store_path)
@@ -549,5 +683,6 @@ def evaluate_checkpoint(
             f"{embedder or ckpt['embedder']!r} gives {vectors.shape[1]}-d"
         )
     model = model_from_checkpoint(ckpt)
-    ks = [int(k) for k in ckpt["config"].get("ks", [3, 5])]
-    return ckpt["model"], ks, evaluate_on_store(model, store, vectors, ks=tuple(ks), split=split)
+    ks = resolve_ks([int(k) for k in ckpt["config"].get("ks", [3, 5])], store_evaluation(store))
+    results = evaluate_on_store_by_convention(model, store, vectors, ks=ks, split=split)
+    return ckpt["model"], list(ks), results

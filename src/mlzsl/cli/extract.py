@@ -1,14 +1,35 @@
-"""``mlzsl extract DIR --out STORE.h5``: image folder -> feature store."""
+"""``mlzsl extract DIR --out STORE.h5``: image folder -> feature store.
+
+Big datasets: ``--shard I/N`` on N machines (or processes) sharing one filesystem, each computing
+every N-th block; or ``torchrun --nproc_per_node K -m mlzsl extract ...`` on one machine, one rank
+per GPU. Images listed in ``DIR/excluded.tsv`` (from ``mlzsl verify-data``) are skipped.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlzsl.cli import add_threads_argument, positive_int
 
+if TYPE_CHECKING:
+    from mlzsl.data.extract import ExtractionSummary
+
 NAME = "extract"
 HELP = "extract backbone feature maps of a data folder into an HDF5 feature store (resumable)"
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """argparse type: ``I/N`` with 0 ≤ I < N, e.g. ``0/4``."""
+    index, slash, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 0/4, got {text!r}") from None
+    if not slash or not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 ≤ I < N, got {text!r}")
+    return shard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +43,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=positive_int, default=None, help="input side in px")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward")
     parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes")
+    parser.add_argument(
+        "--shard",
+        type=shard_spec,
+        default=None,
+        metavar="I/N",
+        help="compute only blocks b with b %% N == I (all shards must see --out at the same "
+        "path on a shared filesystem); under torchrun each rank is a shard already",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (GPU when CUDA is available; cuda:LOCAL_RANK under torchrun), cpu, cuda, cuda:K",
+    )
     add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the extraction and print a summary."""
+    """Run the extraction and print a summary (under torchrun, rank 0 only)."""
     from mlzsl.backbones import DEFAULT_BACKBONE
     from mlzsl.data.extract import extract_features
     from mlzsl.runtime import set_threads
@@ -40,16 +74,33 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         batch_size=args.batch_size,
         workers=args.workers,
+        shard=args.shard,
+        device=args.device,
     )
+    if summary.is_main:
+        print("\n".join(describe(summary)))
+    return 0
+
+
+def describe(summary: ExtractionSummary) -> list[str]:
+    """The lines ``mlzsl extract`` prints for ``summary``."""
+    shard = "shard {}/{} done".format(*summary.shard) if summary.shard else "done"
+    if summary.blocks_missing:
+        return [
+            f"{shard}: {summary.blocks_missing} blocks still missing; rerun `mlzsl extract` "
+            "(without --shard) once all shards finish, or let the last shard assemble"
+        ]
+    if summary.assembling_elsewhere:
+        return [f"{shard}: all blocks present; another process is assembling {summary.store}"]
     if summary.up_to_date:
-        print(f"{summary.store}: up to date ({summary.n_written} images)")
+        lines = [f"{summary.store}: up to date ({summary.n_written} images)"]
     else:
         reused = f", {summary.blocks_reused} blocks resumed" if summary.blocks_reused else ""
-        print(
+        lines = [
             f"{summary.store}: {summary.n_written} images written, "
             f"{len(summary.skipped)} skipped{reused} in {summary.seconds:.1f} s "
             f"({summary.images_per_second:.1f} img/s)"
-        )
+        ]
     if summary.skipped:
-        print(f"skipped files listed in {summary.report}")
-    return 0
+        lines.append(f"skipped files listed in {summary.report}")
+    return lines

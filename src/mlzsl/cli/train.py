@@ -1,4 +1,8 @@
-"""``mlzsl train --store STORE.h5 --model NAME --out DIR [key=value ...]``."""
+"""``mlzsl train --store STORE.h5 --model NAME --out DIR [key=value ...]``.
+
+On an Open Images store the best epoch is chosen on the BiAM convention (the regime of (ML)²P's
+published figures) and both conventions are printed; see :mod:`mlzsl.cli.eval`.
+"""
 
 from __future__ import annotations
 
@@ -34,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then print the best epoch's metrics."""
-    from mlzsl.cli._common import print_json, results_table
-    from mlzsl.config import TrainConfig
-    from mlzsl.data.store import FeatureStore, load_config, model_default_config
+    from mlzsl.cli._common import print_json
+    from mlzsl.cli.eval import results_json, results_text
+    from mlzsl.config import TrainConfig, load_config, model_default_config
+    from mlzsl.data.store import FeatureStore
     from mlzsl.engine import fit
     from mlzsl.runtime import set_threads
 
@@ -51,14 +56,14 @@ def run(args: argparse.Namespace) -> int:
     else:  # the model's paper settings (configs/default/MODEL.yaml), then key=value
         config = model_default_config(args.model or TrainConfig().model, overrides)
     result = fit(config, args.store, args.out, resume=not args.no_resume, quiet=args.json)
-    metrics = result.best.to_dict()
+    results = result.results or {"default": result.best}
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
     variant = FeatureStore(args.store).test_variant()
     if args.json:
         print_json(
             {
-                **metrics,
+                **results_json(results),
                 "best_epoch": result.best_epoch,
                 "seconds": result.seconds,
                 "out": str(result.out_dir),
@@ -66,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(results_table({config.model: metrics}, config.ks))
+        print(results_text(config.model, results, list(result.best.ks)))
         if variant:
             print(variant)
-        print(f"best epoch {result.best_epoch}; run folder {result.out_dir}")
+        selected = f" (selected on {result.best.variant!r})" if len(results) > 1 else ""
+        print(f"best epoch {result.best_epoch}{selected}; run folder {result.out_dir}")
     return 0

@@ -32,13 +32,16 @@ Choices and their sources:
 * Scene block: one shared 1×1 conv (D -> D) + LeakyReLU(0.2) gives both the query map and the
   value map (the repo applies the same conv twice); q = spatial mean; gate = sigmoid(q ⊙ k);
   refinement = 3×3 conv + ReLU + BN (same layer kind as the front-end) with a residual.
-* **Scene vector: a documented substitute.** BiAM computes k from the 4,096-d fc7 output of the
-  frozen ImageNet VGG19 applied to the same conv5_4 map (pool5 -> fc6 -> fc7), through dropout 0.2
-  and a learned 4,096 -> D map. Our feature stores hold only the conv map, and fc7 needs the
-  backbone's classifier weights, so ``scene="pooled"`` (the only option for now) uses a learned
-  projection C -> D of the global-average-pooled input map, after the same dropout 0.2. When the
-  backbone is VGG19, an ``"fc7"`` option feeding the real fc7 vector would be exact; it needs the
-  backbone classifier in the feature pipeline and is a later step.
+* **Scene vector.** BiAM computes k from the 4,096-d fc7 output of the frozen ImageNet VGG19
+  applied to the same conv5_4 map (repo ``vgg_net``: pool5, then ``classifier[0:-2]`` = fc6, ReLU,
+  dropout, fc7, ReLU), through dropout 0.2 and a learned 4,096 -> D map (repo ``w_g``).
+  ``scene="fc7"`` does exactly that on a VGG19 conv5_4 store (C = 512, 14×14): pass
+  ``vgg_weights`` = torchvision's ``vgg19-dcbb9e9d.pth`` (the file the features came from). The
+  frozen VGG19 is rebuilt from that file and is left out of state dicts and checkpoints (its 139 M
+  parameters would make every checkpoint 560 MB), so evaluating or tagging with such a checkpoint
+  needs the file at the same path. On any other backbone the fc7 vector does not exist, and
+  ``scene="pooled"`` (default) is the **documented substitute**: a learned projection C -> D of
+  the global-average-pooled input map, after the same dropout 0.2.
 * Fusion (repo ``conv_1X1``): concat [region, scene] (2D channels) -> 1×1 conv (a per-region
   ``nn.Linear`` here) -> ``region_dim``
   (512 in the repo, equal to VGG19's channels) -> LeakyReLU(0.2).
@@ -62,11 +65,13 @@ Paper optimiser (repo ``train_nus.py`` / paper): Adam, lr 1e-3, betas (0.5, 0.99
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mlzsl.backbones import VGG19, create_backbone
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._checks import check_inputs, check_labels
@@ -74,7 +79,7 @@ from mlzsl.models._checks import check_inputs, check_labels
 __all__ = ["BiAM", "biam"]
 
 _BN_EPS, _BN_MOMENTUM = 1e-3, 0.99  # the release's BatchNorm settings (see module docstring)
-_SCENES = ("pooled",)
+_SCENES = ("pooled", "fc7")
 
 
 def _conv3x3_relu_bn(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -148,7 +153,11 @@ class BiAM(nn.Module):
         top_k: number of highest region scores averaged into the image score (clipped to H·W).
         dropout: dropout on the attention weights and the attention output.
         scene_dropout: dropout on the scene vector before its projection.
-        scene: source of the scene vector; ``"pooled"`` (global-average-pooled input map).
+        scene: source of the scene vector: ``"pooled"`` (global-average-pooled input map) or
+            ``"fc7"`` (frozen ImageNet VGG19 fc7 of a conv5_4 map, as the paper; needs
+            ``vgg_weights`` and C = 512).
+        vgg_weights: torchvision VGG19 weights (path, URL, or ``"random"`` for tests) for
+            ``scene="fc7"``.
         normalize_labels: L2-normalise label vectors before the label map W.
     """
 
@@ -166,6 +175,7 @@ class BiAM(nn.Module):
         dropout: float = 0.1,
         scene_dropout: float = 0.2,
         scene: str = "pooled",
+        vgg_weights: str | None = None,
         normalize_labels: bool = True,
     ) -> None:
         super().__init__()
@@ -173,12 +183,8 @@ class BiAM(nn.Module):
         for name, p in (("dropout", dropout), ("scene_dropout", scene_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ConfigError(f"biam: {name} must be in [0, 1), got {p}")
-        if scene not in _SCENES:
-            raise ConfigError(
-                f"biam: scene must be one of {', '.join(_SCENES)}, got {scene!r} (the paper's "
-                "VGG19 fc7 scene vector needs the backbone classifier and is not available yet)"
-            )
-        self.config: dict[str, int | float | bool | str] = dict(
+        _check_scene(scene, vgg_weights, in_channels)
+        self.config: dict[str, int | float | bool | str | None] = dict(
             in_channels=in_channels,
             embed_dim=embed_dim,
             channel_dim=channel_dim,
@@ -188,14 +194,22 @@ class BiAM(nn.Module):
             dropout=float(dropout),
             scene_dropout=float(scene_dropout),
             scene=scene,
+            vgg_weights=vgg_weights,
             normalize_labels=normalize_labels,
         )
         self.in_channels, self.embed_dim, self.top_k = in_channels, embed_dim, top_k
         self.normalize_labels = normalize_labels
         self.front = _conv3x3_relu_bn(in_channels, channel_dim)
         self.region_block = _RegionBlock(dim=channel_dim, num_heads=num_heads, dropout=dropout)
+        self.scene_vgg: VGG19 | None = None
+        if scene == "fc7":
+            self.scene_vgg = _frozen_vgg19(str(vgg_weights))
+            self.register_state_dict_post_hook(_drop_vgg_keys)
+            self.register_load_state_dict_post_hook(_forgive_vgg_keys)
         self.scene_block = _SceneBlock(
-            dim=channel_dim, scene_dim=in_channels, dropout=scene_dropout
+            dim=channel_dim,
+            scene_dim=_FC7 if scene == "fc7" else in_channels,
+            dropout=scene_dropout,
         )
         self.fuse = nn.Linear(2 * channel_dim, region_dim)  # the release's 1×1 conv, per region
         self.label_map = nn.Linear(embed_dim, region_dim)  # W: E -> R, as released
@@ -205,9 +219,28 @@ class BiAM(nn.Module):
         check_inputs("biam", self.in_channels, features)
         h = self.front(features)  # [B, D, H, W]
         regions = self.region_block(h.flatten(2).transpose(1, 2))  # [B, P, D]
-        scene = self.scene_block(h, features.mean(dim=(2, 3)))  # [B, D, H, W]
+        scene = self.scene_block(h, self.scene_vector(features))  # [B, D, H, W]
         fused = torch.cat([regions, scene.flatten(2).transpose(1, 2)], dim=2)  # [B, P, 2D]
         return F.leaky_relu(self.fuse(fused), 0.2)  # [B, P, R]
+
+    def scene_vector(self, features: Tensor) -> Tensor:
+        """The global scene vector: [B, C, H, W] -> [B, 4096] (fc7) or [B, C] (pooled)."""
+        if self.scene_vgg is None:
+            return features.mean(dim=(2, 3))
+        if tuple(features.shape[1:]) != (512, 14, 14):
+            raise ConfigError(
+                "biam: scene='fc7' takes VGG19 conv5_4 maps of 512×14×14 (224 px), got "
+                f"{tuple(features.shape[1:])}"
+            )
+        with torch.no_grad():
+            return self.scene_vgg.fc7(features)  # [B, 4096]
+
+    def train(self, mode: bool = True) -> BiAM:
+        """Set train/eval mode; the frozen VGG19 stays in eval mode (its dropout off)."""
+        super().train(mode)
+        if self.scene_vgg is not None:
+            self.scene_vgg.eval()
+        return self
 
     def region_scores(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Per-region scores e_r · (W v_c): regions [B, P, R], labels [L, E] -> [B, P, L]."""
@@ -233,6 +266,41 @@ class BiAM(nn.Module):
             [B, L] scores, each the mean of the label's ``top_k`` best region scores.
         """
         return self.score(self.forward_embeddings(features), label_vectors)
+
+
+_FC7 = 4096  # VGG19 fc7 width
+_VGG_PREFIX = "scene_vgg."
+
+
+def _check_scene(scene: str, vgg_weights: str | None, in_channels: int) -> None:
+    if scene not in _SCENES:
+        raise ConfigError(f"biam: scene must be one of {', '.join(_SCENES)}, got {scene!r}")
+    if scene == "fc7" and (not vgg_weights or in_channels != 512):
+        raise ConfigError(
+            "biam: scene='fc7' needs vgg_weights (torchvision's vgg19-dcbb9e9d.pth) and VGG19 "
+            f"conv5_4 features (in_channels 512), got vgg_weights={vgg_weights!r}, "
+            f"in_channels={in_channels}"
+        )
+    if scene != "fc7" and vgg_weights:
+        raise ConfigError("biam: vgg_weights is only used with scene='fc7'")
+
+
+def _frozen_vgg19(weights: str) -> VGG19:
+    vgg = create_backbone("vgg19", weights=weights)  # frozen, eval mode
+    assert isinstance(vgg, VGG19)
+    return vgg
+
+
+def _drop_vgg_keys(module: nn.Module, state: dict[str, Any], prefix: str, _meta: Any) -> None:
+    """State-dict hook: leave the frozen VGG19 out (it is rebuilt from ``vgg_weights``)."""
+    for key in [k for k in state if k.startswith(prefix + _VGG_PREFIX)]:
+        del state[key]
+
+
+def _forgive_vgg_keys(module: nn.Module, incompatible: Any) -> None:
+    """Load hook: the VGG19 keys are absent from saved state dicts by design."""
+    missing = incompatible.missing_keys
+    missing[:] = [k for k in missing if _VGG_PREFIX not in k]
 
 
 def _check(
@@ -265,9 +333,10 @@ def biam(
     dropout: float = 0.1,
     scene_dropout: float = 0.2,
     scene: str = "pooled",
+    vgg_weights: str | None = None,
     normalize_labels: bool = True,
 ) -> BiAM:
-    """BiAM (Narayan et al., ICCV 2021) over a stored feature map, pooled-map scene vector."""
+    """BiAM (Narayan et al., ICCV 2021) over a stored feature map; fc7 or pooled scene vector."""
     return BiAM(
         in_channels=in_channels,
         embed_dim=embed_dim,
@@ -278,5 +347,6 @@ def biam(
         dropout=dropout,
         scene_dropout=scene_dropout,
         scene=scene,
+        vgg_weights=vgg_weights,
         normalize_labels=normalize_labels,
     )
