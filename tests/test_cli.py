@@ -192,3 +192,12 @@ def test_demo_end_to_end_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # `mlzsl tag` without --checkpoint now uses this demo's ml2p checkpoint
     image = tmp_path / "demo" / "scenes" / result.tags[0]["image"]
     assert main(["tag", str(image), "--labels", "red star, blue heart"]) == 0
+
+
+def test_extract_help_names_every_backbone(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlzsl.backbones import list_backbones
+
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in list_backbones())

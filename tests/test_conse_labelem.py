@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mlzsl.errors import ConfigError
 from mlzsl.losses import ranking_loss
 from mlzsl.models import count_parameters, create_model
 
@@ -48,6 +49,45 @@ def test_conse_embedding_is_the_convex_combination_of_the_top_t(top_t: int) -> N
         scores = model.train()(features, labels)  # train mode: combined over the given labels
         expected = F.normalize(combined, dim=-1) @ unit.T
         torch.testing.assert_close(scores, expected)
+
+
+def test_conse_classifier_loss_is_the_softmax_cross_entropy_of_its_logits() -> None:
+    model = build("conse", classifier_weight=0.5).train()
+    features, labels = inputs(batch=3, labels=5)
+    model(features, labels)
+    targets = torch.tensor([[1, -1, 1, 0, -1], [-1, -1, -1, -1, -1], [-1, 1, 0, -1, -1]])
+    logits = model.forward_embeddings(features).squeeze(1) @ F.normalize(labels, dim=-1).T
+    log_p = logits.log_softmax(dim=-1)  # [3, 5]
+    # image 0: positives 0 and 2, half each; image 1 has none and is left out; image 2: label 1
+    expected = 0.5 * -((log_p[0, 0] + log_p[0, 2]) / 2 + log_p[2, 1]) / 2
+    torch.testing.assert_close(model.extra_loss(targets=targets), expected)
+    assert model.extra_loss() is None and model.eval().extra_loss(targets=targets) is None
+    with pytest.raises(ConfigError, match="do not match"):
+        model.train()(features, labels)
+        model.extra_loss(targets=targets[:, :4])
+
+
+def test_conse_with_its_classifier_loss_learns_where_the_combination_alone_collapses() -> None:
+    """Without the paper's classifier loss the softmax saturates and every image gets one vector."""
+    features, labels = inputs(batch=16, labels=10, seed=5)
+    g = torch.Generator().manual_seed(7)
+    targets = torch.where(torch.rand(16, 10, generator=g) < 0.2, 1, -1)  # [16, 10]
+
+    def spread_after_training(weight: float) -> float:
+        model = build("conse", classifier_weight=weight, top_t=3).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        for _ in range(60):
+            scores = model(features, labels)
+            loss = F.binary_cross_entropy_with_logits(scores, (targets > 0).float())
+            extra = model.extra_loss(targets=targets)
+            loss = loss + (extra if extra is not None else 0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            return float(model.eval()(features, labels).std(dim=0).mean())  # across images
+
+    assert spread_after_training(1.0) > 10 * spread_after_training(0.0)
 
 
 def test_conse_top_t_larger_than_labels_uses_all() -> None:

@@ -38,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "data_dir", type=Path, help="folder with vocabulary.csv, labels.csv, images"
     )
     parser.add_argument("--out", type=Path, required=True, help="the store to write (.h5)")
-    parser.add_argument("--backbone", default=None, help="backbone name (see --list-backbones)")
+    parser.add_argument(
+        "--backbone",
+        default=None,
+        help="efficientnet_lite0 (default), vgg19 (the peers' conv5_4), vgg19_bn_pyramid, or "
+        "pixels (normalised images, for ml2p_official)",
+    )
     parser.add_argument("--weights", default=None, help="backbone weights: a path, URL or 'random'")
     parser.add_argument("--image-size", type=positive_int, default=None, help="input side in px")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward")
