@@ -169,7 +169,8 @@ def _job_fingerprint(
         "root": str(dataset.root.resolve()),
         "images": dataset.images,
         "splits": dataset.splits,
-        "labels_sha": hashlib.sha256(dataset.targets.tobytes()).hexdigest(),
+        # hashed in place: a copy of Open Images' train targets would be another 13 GB
+        "labels_sha": hashlib.sha256(np.ascontiguousarray(dataset.targets).data).hexdigest(),
         "vocabulary": list(dataset.label_set.names),
         "backbone": identity,
         "image_size": size,

@@ -245,7 +245,7 @@ def write_store(
             row += len(block)
         if row != n_images:
             raise DataError(f"{path}: {row} feature rows written, {n_images} expected")
-        f.create_dataset("labels", data=labels.astype(np.int8))
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int8))  # no copy if int8
         f.create_dataset("image_ids", data=list(image_ids), dtype=_STR)
         f.create_dataset("split", data=list(splits), dtype=_STR)
         f.create_dataset("vocabulary/names", data=list(label_set.names), dtype=_STR)
