@@ -85,17 +85,20 @@ def quality(
     out = Path(out)
     generate_scenes(out / "scenes", n_train=n_train, n_test=n_test, show_progress=not quiet)
     stores = {"features": out / "features.h5", "images": out / "pixels.h5"}
+    extraction = {
+        "features": (DEFAULT_BACKBONE, DEMO_IMAGE_SIZE),
+        "images": ("pixels", PIXELS_SIZE),
+    }
     names = list(models or list_models())
-    for inputs, store in stores.items():
-        if any(model_inputs(n) == inputs for n in names):
-            backbone, size = ("pixels", PIXELS_SIZE) if inputs == "images" else (None, None)
-            extract_features(
-                out / "scenes",
-                store,
-                backbone=backbone or DEFAULT_BACKBONE,
-                image_size=size or DEMO_IMAGE_SIZE,
-                show_progress=not quiet,
-            )
+    for inputs in sorted({model_inputs(n) for n in names}):  # only the stores some model needs
+        backbone, size = extraction[inputs]
+        extract_features(
+            out / "scenes",
+            stores[inputs],
+            backbone=backbone,
+            image_size=size,
+            show_progress=not quiet,
+        )
     rows: dict[str, QualityRow] = {}
     for name in names:
         store = stores[model_inputs(name)]
