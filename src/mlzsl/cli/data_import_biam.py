@@ -6,7 +6,9 @@ Also home of the arguments and summary line the two peer imports share (``import
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 NAME = "import-biam"
 HELP = "import BiAM's VGG19 feature files (HDF5, NUS-WIDE or Open Images) into a feature store"
@@ -42,6 +44,22 @@ def add_import_arguments(parser: argparse.ArgumentParser, files: str) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing store")
 
 
+def run_import(importer: Callable[..., Path], args: argparse.Namespace, **extra: Any) -> int:
+    """Call ``importer`` with the shared arguments (and ``extra``), print the summary line."""
+    out = importer(
+        args.out,
+        train=args.train or (),
+        test=args.test or (),
+        dataset=args.dataset,
+        vocabulary=args.vocabulary,
+        unseen=args.unseen,
+        overwrite=args.force,
+        **extra,
+    )
+    print(summary(out))
+    return 0
+
+
 def summary(out: Path) -> str:
     """One line describing a finished store: images per split, features, labels, test set."""
     from mlzsl.data.store import FeatureStore
@@ -67,14 +85,4 @@ def run(args: argparse.Namespace) -> int:
     """Import the files and print a one-line summary."""
     from mlzsl.data.peer_features import import_biam
 
-    out = import_biam(
-        args.out,
-        train=args.train or (),
-        test=args.test or (),
-        dataset=args.dataset,
-        vocabulary=args.vocabulary,
-        unseen=args.unseen,
-        overwrite=args.force,
-    )
-    print(summary(out))
-    return 0
+    return run_import(import_biam, args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlzsl.cli.data_import_biam import add_import_arguments, summary
+from mlzsl.cli.data_import_biam import add_import_arguments, run_import
 
 NAME = "import-lesa"
 HELP = "import LESA's VGG19 feature files (ZLIB TFRecords, NUS-WIDE or Open Images) into a store"
@@ -25,15 +25,4 @@ def run(args: argparse.Namespace) -> int:
     """Import the files and print a one-line summary."""
     from mlzsl.data.peer_features import import_lesa
 
-    out = import_lesa(
-        args.out,
-        train=args.train or (),
-        test=args.test or (),
-        dataset=args.dataset,
-        vocabulary=args.vocabulary,
-        unseen=args.unseen,
-        compression=args.compression,
-        overwrite=args.force,
-    )
-    print(summary(out))
-    return 0
+    return run_import(import_lesa, args, compression=args.compression)
