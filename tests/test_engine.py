@@ -208,3 +208,12 @@ def test_optimizer_args_reach_the_optimizer_and_bad_ones_are_named() -> None:
     bad = load_config(None, ["optimizer=adam", "optimizer_args.momentum=0.9"])
     with pytest.raises(ConfigError, match="optimizer_args for adam"):
         make_optimizer(bad, model.parameters())
+
+
+def test_unset_ks_takes_the_benchmarks_k_and_a_set_one_is_kept() -> None:
+    from mlzsl.engine import resolve_ks
+
+    assert load_config(None).ks is None
+    assert resolve_ks(None, "open_images") == (10, 20)
+    assert resolve_ks(None, "default") == (3, 5)
+    assert resolve_ks([3, 5], "open_images") == (3, 5)  # asked for: honoured

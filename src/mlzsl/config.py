@@ -51,7 +51,8 @@ class TrainConfig:
         eval_every: evaluate every this many epochs (and always after the last).
         grad_clip: clip the gradient norm to this (0 disables).
         workers: DataLoader workers reading the store.
-        ks: the K values of P/R/F1@K (NUS-WIDE and scenes 3, 5; Open Images 10, 20).
+        ks: the K values of P/R/F1@K; ``None`` (default) takes the store's benchmark's: 10, 20
+            on Open Images, else 3, 5 (NUS-WIDE, scenes, user data).
     """
 
     model: str = "ml2p"
@@ -71,7 +72,7 @@ class TrainConfig:
     eval_every: int = 1
     grad_clip: float = 0.0
     workers: int = 0
-    ks: list[int] = dataclasses.field(default_factory=lambda: [3, 5])
+    ks: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML- and JSON-serialisable dict."""

@@ -61,20 +61,18 @@ def run_demo(
     store = out / "features.h5"
     extract_features(data, store, image_size=DEMO_IMAGE_SIZE, show_progress=not quiet)
     results: dict[str, dict[str, dict[str, float]]] = {}
-    configs: dict[str, TrainConfig] = {}
+    ks: list[int] = []
     for name in models:
         config = load_config(packaged_config("scenes", name), [f"seed={seed}", *overrides])
-        configs[name] = config
         run = out / "runs" / name
         _clear_if_other_config(run, config)
         fitted = fit(config, store, run, quiet=quiet)
         results[name] = fitted.best.to_dict()
+        ks = ks or list(fitted.best.ks)  # the first model's, as the table's columns
     best = out / "runs" / models[0] / "best.pt"
     remember_demo_checkpoint(best)
     tags, share = tag_examples(best, FeatureStore(store), data)
-    result = DemoResult(
-        out, results, time.perf_counter() - started, tags, share, list(configs[models[0]].ks)
-    )
+    result = DemoResult(out, results, time.perf_counter() - started, tags, share, ks)
     (out / "results.json").write_text(
         json.dumps(
             {"results": results, "seconds": result.seconds, "top1_unseen_present": share}, indent=2

@@ -17,9 +17,9 @@ reported under both conventions of the literature (:func:`mlzsl.protocol.open_im
 what ``select_metric`` reads unless it names a convention, ``FitResult.best``) is BiAM's: that
 is the regime of (ML)²P's published Open Images figures (DESIGN §4). History columns on such a
 store are prefixed with the convention (``biam.zsl.mAP``, ``lesa.zsl.mAP``); ``select_metric``
-may name one the same way. K values: an Open Images store whose config leaves ``ks`` at the
-NUS-WIDE default (3, 5) is evaluated at K = 10, 20 (:func:`resolve_ks`); any other ``ks`` is
-used as given. Other stores have one convention, keyed ``"default"``, and unprefixed columns.
+may name one the same way. K values: a config that leaves ``ks`` unset gets the store's
+benchmark's, K = 10, 20 on Open Images and 3, 5 elsewhere (:func:`resolve_ks`). Other stores
+have one convention, keyed ``"default"``, and unprefixed columns.
 
 Resume: after every epoch rank 0 writes ``last.pt`` (weights, optimizer, schedule, RNG states,
 history). A rerun in the same folder continues after the last finished epoch; with a fixed seed
@@ -34,7 +34,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,16 +234,14 @@ def store_evaluation(store: FeatureStore) -> str:
     return "default" if info is None else info.evaluation
 
 
-def resolve_ks(ks: tuple[int, ...] | list[int], evaluation: str) -> tuple[int, ...]:
-    """The K values to report: Open Images' (10, 20) where ``ks`` is left at NUS-WIDE's (3, 5).
+def resolve_ks(ks: Sequence[int] | None, evaluation: str) -> tuple[int, ...]:
+    """The K values to report: ``ks`` as given, or the benchmark's when ``None``.
 
-    A config cannot tell "left at the default" from "set to 3, 5", so on an Open Images store
-    (3, 5) is read as the former; ask for other K (e.g. ``ks=[3,5,10]``) to report them.
+    ``None`` (a config's default) is (10, 20) on an Open Images store, (3, 5) on any other.
     """
-    ks = tuple(int(k) for k in ks)
-    if evaluation == "open_images" and sorted(ks) == list(K_VALUES["nus_wide"]):
-        return K_VALUES["open_images"]
-    return ks
+    if ks is None:
+        return K_VALUES["open_images" if evaluation == "open_images" else "nus_wide"]
+    return tuple(int(k) for k in ks)
 
 
 def evaluate_scores(
@@ -270,7 +268,7 @@ def evaluate_on_store_by_convention(
     store: FeatureStore,
     vectors: torch.Tensor,
     *,
-    ks: tuple[int, ...] = (3, 5),
+    ks: Sequence[int] | None = None,
     split: str = "test",
     info: DistInfo = DistInfo(),
     show_progress: bool = False,
@@ -298,7 +296,7 @@ def evaluate_on_store(
     store: FeatureStore,
     vectors: torch.Tensor,
     *,
-    ks: tuple[int, ...] = (3, 5),
+    ks: Sequence[int] | None = None,
     split: str = "test",
     info: DistInfo = DistInfo(),
     show_progress: bool = False,
@@ -683,6 +681,6 @@ def evaluate_checkpoint_by_convention(
             f"{embedder or ckpt['embedder']!r} gives {vectors.shape[1]}-d"
         )
     model = model_from_checkpoint(ckpt)
-    ks = resolve_ks([int(k) for k in ckpt["config"].get("ks", [3, 5])], store_evaluation(store))
+    ks = resolve_ks(ckpt["config"].get("ks"), store_evaluation(store))
     results = evaluate_on_store_by_convention(model, store, vectors, ks=ks, split=split)
     return ckpt["model"], list(ks), results
