@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from mlzsl.backbones import DEFAULT_BACKBONE, create_backbone
-from mlzsl.data.extract import extract_features, load_image
-from mlzsl.data.scenes import generate_scenes
-from mlzsl.data.userdata import read_user_dataset
+from mlzsl.backbones.images import load_image
+from mlzsl.datasets.scenes import generate_scenes
+from mlzsl.datasets.userdata import read_user_dataset
+from mlzsl.store.extract import extract_features
 
 
 def forward_only(data: Path, backbone: str, size: int, batch: int) -> float:

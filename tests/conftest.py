@@ -52,7 +52,7 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A feature store of 36 random images (EfficientNet-Lite0 at 64 px: 1280×2×2 maps)."""
-    from mlzsl.data.extract import extract_features
+    from mlzsl.store.extract import extract_features
 
     root = make_image_folder(tmp_path_factory.mktemp("tiny") / "data", 36, size=64)
     torch.set_num_threads(1)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from mlzsl.bench import QUALITY_METRICS, bench_config
+from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.cli import main
+from mlzsl.engine import fit
+from mlzsl.models import count_parameters
 
 
 def test_bench_quality_trains_each_model_per_seed(tmp_path: Path, capsys) -> None:
@@ -25,6 +30,33 @@ def test_bench_quality_trains_each_model_per_seed(tmp_path: Path, capsys) -> Non
         assert (out / "runs" / name / "seed1" / "best.pt").is_file()
     assert result["models"]["ml2p_official"]["parameters"] > 20_000_000  # the VGG19-BN trunk
     assert (out / "quality.png").stat().st_size > 1000
+    assert json.loads((out / "quality.json").read_text()) == result["models"]
+    for name in models:
+        # the summary is the mean and std of what each seed's run reported
+        runs = [
+            json.loads((out / "runs" / name / f"seed{s}" / "metrics.json").read_text())
+            for s in (0, 1)
+        ]
+        for split, metric in QUALITY_METRICS:
+            values = [run[split][metric] for run in runs]
+            summary = result["models"][name][f"{split}.{metric}"]
+            where = (name, split, metric)
+            assert summary["mean"] == pytest.approx(np.mean(values), abs=1e-9), where
+            assert summary["std"] == pytest.approx(np.std(values), abs=1e-9), where
+        # the seeds really differ: another initialisation and data order, another result
+        assert runs[0]["zsl"]["mAP"] != runs[1]["zsl"]["mAP"], name
+        best = load_checkpoint(out / "runs" / name / "seed1" / "best.pt")
+        assert best["config"]["seed"] == 1 and best["config"]["epochs"] == 1
+        assert result["models"][name]["parameters"] == count_parameters(model_from_checkpoint(best))
+    # a repeated seed reproduces its run exactly, on the same store, outside the benchmark
+    again = fit(
+        bench_config("fast0tag", ["epochs=1", "seed=0"]),
+        out / "features.h5",
+        tmp_path / "again",
+        quiet=True,
+    )
+    seed0 = json.loads((out / "runs" / "fast0tag" / "seed0" / "metrics.json").read_text())
+    assert again.best.to_dict() == {"zsl": seed0["zsl"], "gzsl": seed0["gzsl"]}
 
 
 def test_bench_speed_reports_ratios_to_ml2p(capsys) -> None:

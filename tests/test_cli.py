@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import mlzsl
 from mlzsl.cli import main
@@ -152,7 +153,17 @@ def test_every_shipped_config_builds(path: Path, monkeypatch: pytest.MonkeyPatch
         assert config.embedder.endswith(":/data/vectors")
     shape = (3, 64, 64) if model_inputs(config.model) == "images" else (512, 7, 7)
     model = build_model(config, shape, 50)
-    assert make_optimizer(config, model.parameters()) is not None
+    optimizer = make_optimizer(config, model.parameters())
+    assert optimizer is not None
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}
+    assert type(optimizer) is kinds[config.optimizer]
+    (group,) = optimizer.param_groups
+    assert group["lr"] == config.lr and group["weight_decay"] == config.weight_decay
+    assert config.lr > 0
+    # exactly the model's parameters, each once, in order
+    assert [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]
+    for key, value in config.optimizer_args.items():  # e.g. LESA's RMSProp momentum
+        assert group[key] == (tuple(value) if isinstance(value, list) else value), key
 
 
 def test_benchmark_configs_cover_every_model_and_name_unset_variables(
@@ -189,9 +200,11 @@ def test_demo_end_to_end_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert set(saved["results"]["ml2p"]) == {"zsl", "gzsl"}
     assert result.tags and all(len(t["top3"]) == 3 for t in result.tags)
-    # `mlzsl tag` without --checkpoint now uses this demo's ml2p checkpoint
+    # `mlzsl tag --checkpoint demo` now uses this demo's ml2p checkpoint
     image = tmp_path / "demo" / "scenes" / result.tags[0]["image"]
-    assert main(["tag", str(image), "--labels", "red star, blue heart"]) == 0
+    assert (
+        main(["tag", str(image), "--labels", "red star, blue heart", "--checkpoint", "demo"]) == 0
+    )
 
 
 def test_extract_help_names_every_backbone(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,5 @@
-"""``mlzsl compare``: per-label AP of a run against the official per-class tables (DESIGN §4).
+"""``mlzsl compare``: per-label AP of a run against the official per-class tables
+(docs/design.md, "The protocol").
 
 Protects: the reader of both CSV layouts (ours and the releases'), the published means it must
 reproduce, name and position matching, the numbers against an independent oracle, the plot, and
@@ -128,7 +129,7 @@ def test_gzsl_row_orders_of_the_releases() -> None:
     (ML)²P lists the 925 seen tags then the 81 concepts (nus_label_set's order); LESA lists the
     81 concepts first.
     """
-    from mlzsl.data.vocab import nus_label_set
+    from mlzsl.datasets.vocab import nus_label_set
 
     label_set = nus_label_set(NUS / "TagList1k.txt", NUS / "Concepts81.txt")
     for method, concept_rows in (("ml2p", label_set.unseen_idx), ("lesa", np.arange(81))):
@@ -203,7 +204,7 @@ def test_our_per_label_csv_against_the_reference(tmp_path: Path, capsys) -> None
 @needs_reference
 @needs_nus
 def test_our_gzsl_csv_against_the_unnamed_reference(tmp_path: Path, capsys) -> None:
-    from mlzsl.data.vocab import nus_label_set
+    from mlzsl.datasets.vocab import nus_label_set
 
     label_set = nus_label_set(NUS / "TagList1k.txt", NUS / "Concepts81.txt")
     _, gzsl_csv, _ = _our_csvs(tmp_path, label_set)

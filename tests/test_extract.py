@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from mlzsl.backbones import create_backbone
+from mlzsl.backbones.images import load_image
 from mlzsl.cli import main
-from mlzsl.data.extract import load_image
-from mlzsl.data.store import FeatureStore
+from mlzsl.store.feature_store import FeatureStore
 
 from .conftest import make_image_folder
 
@@ -90,6 +90,7 @@ def _read_all(path: Path) -> dict[str, np.ndarray]:
         return {k: f[k][()] for k in ("features", "labels", "image_ids", "split")}
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_gives_the_same_store(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "data", 64, size=96)
     env = {**os.environ, "MLZSL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from mlzsl.cli import main
-from mlzsl.data._lock import LOCK_STALE_SECONDS
-from mlzsl.data.extract import (
+from mlzsl.errors import DataError
+from mlzsl.store.extract import (
     EXCLUDED_PREFIX,
     ExtractionSummary,
     extract_features,
 )
-from mlzsl.errors import DataError
+from mlzsl.store.lock import LOCK_STALE_SECONDS
 
 from .conftest import make_image_folder
 
@@ -184,7 +184,7 @@ def _kill_while_holding_lock(lock: Path) -> None:
     code = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from mlzsl.data._lock import StoreLock\n"
+        "from mlzsl.store.lock import StoreLock\n"
         "assert StoreLock(Path(sys.argv[1]), wait=False).__enter__().held\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

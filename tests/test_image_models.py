@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from mlzsl.backbones import create_backbone
+from mlzsl.backbones.images import load_image
 from mlzsl.config import load_config
-from mlzsl.data.extract import extract_features, load_image
-from mlzsl.data.store import FeatureStore
-from mlzsl.engine import build_model, evaluate_checkpoint, fit
+from mlzsl.engine import build_model, fit
 from mlzsl.errors import ConfigError
+from mlzsl.evaluation import evaluate_checkpoint
+from mlzsl.store.extract import extract_features
+from mlzsl.store.feature_store import FeatureStore
 from mlzsl.tagger import Tagger
 from tests.conftest import make_image_folder
 
@@ -65,9 +67,9 @@ def test_ml2p_official_trains_evaluates_and_tags_from_a_pixel_store(
     result = fit(config, pixel_store, tmp_path / "run", quiet=True)
     assert len(result.history) == 2
     assert all(np.isfinite(h["loss"]) for h in result.history)
-    name, _, evaluated = evaluate_checkpoint(tmp_path / "run" / "best.pt", pixel_store)
+    name, evaluated = evaluate_checkpoint(tmp_path / "run" / "best.pt", pixel_store)
     assert name == "ml2p_official"
-    assert evaluated.to_dict() == result.best.to_dict()  # same weights, same scores
+    assert evaluated.primary.to_dict() == result.best.to_dict()  # same weights, same scores
     store = FeatureStore(pixel_store)
     image = Path(store.header.meta["source"]) / store.image_ids[0]
     tags = Tagger.from_checkpoint(tmp_path / "run" / "best.pt").tag([image], "red, blue", top_k=2)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
+from mlzsl.losses import model_extra_loss, ranking_loss
 from mlzsl.models import count_parameters, create_model, list_models, model_arguments
 
 torch.set_num_threads(1)
@@ -187,3 +187,14 @@ def test_extra_loss_hook_is_optional(name: str) -> None:
         model(*inputs())
         value = hook()
         assert value is None or (value.ndim == 0 and torch.isfinite(value))
+    # what the trainer adds (through model_extra_loss, targets given): nothing without a hook,
+    # else nothing or a finite scalar that trains the model; never anything in eval mode
+    targets = torch.tensor([[1, -1, 0, 1, -1], [-1, 1, 1, 0, -1], [1, 1, -1, -1, -1]])
+    model.train()(*inputs())
+    added = model_extra_loss(model, targets)
+    if hook is None:
+        assert added is None, f"{name} has no extra_loss, yet the trainer adds {added}"
+    elif added is not None:
+        assert added.ndim == 0 and torch.isfinite(added) and added.requires_grad
+    model.eval()(*inputs())
+    assert model_extra_loss(model, targets) is None

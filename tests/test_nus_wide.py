@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlzsl.data.dataset_info import read_dataset_info
-from mlzsl.data.nus_wide import NUS_OFFICIAL_TEST_IMAGES, convert_nus_wide, image_key
-from mlzsl.data.store import FeatureStore
-from mlzsl.data.userdata import read_user_dataset
+from mlzsl.datasets.dataset_info import read_dataset_info
+from mlzsl.datasets.nus_wide import NUS_OFFICIAL_TEST_IMAGES, convert_nus_wide, image_key
+from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.embeddings import create_embedder
-from mlzsl.embeddings.nus import read_vocabulary
 from mlzsl.errors import DataError
+from mlzsl.labels import read_vocabulary
+from mlzsl.store.feature_store import FeatureStore
 from tests.conftest import SHARED_DATA
 
 NUS_DIR = SHARED_DATA / "nus_wide"

@@ -19,15 +19,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlzsl.checkpoint import load_checkpoint
+from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.cli import main
-from mlzsl.data.dataset_info import read_dataset_info
-from mlzsl.data.open_images import OFFICIAL_TEST_IMAGES, convert_open_images
-from mlzsl.data.store import FeatureStore
-from mlzsl.data.userdata import read_user_dataset
-from mlzsl.data.vocab import read_open_images_vocabulary
-from mlzsl.engine import label_vectors, model_from_checkpoint, predict_scores
+from mlzsl.datasets.dataset_info import read_dataset_info
+from mlzsl.datasets.open_images import OFFICIAL_TEST_IMAGES, convert_open_images
+from mlzsl.datasets.userdata import read_user_dataset
+from mlzsl.datasets.vocab import read_open_images_vocabulary
+from mlzsl.evaluation import label_vectors, predict_scores
 from mlzsl.protocol import open_images_evaluate
+from mlzsl.store.feature_store import FeatureStore
 from tests.conftest import SHARED_DATA
 
 REAL_CLASSES = SHARED_DATA / "open_images"

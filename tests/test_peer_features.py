@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 
 from mlzsl.cli import main
-from mlzsl.data.peer_features import import_biam, import_lesa
-from mlzsl.data.store import FeatureStore
-from mlzsl.data.tfrecord import (
+from mlzsl.datasets.vocab import nus_label_set, read_open_images_vocabulary
+from mlzsl.errors import DataError
+from mlzsl.store.feature_store import FeatureStore
+from mlzsl.store.peers import import_biam, import_lesa
+from mlzsl.store.peers.tfrecord import (
     crc32c,
     encode_example,
     frame_record,
@@ -32,8 +34,6 @@ from mlzsl.data.tfrecord import (
     read_records,
     write_tfrecord,
 )
-from mlzsl.data.vocab import nus_label_set, read_open_images_vocabulary
-from mlzsl.errors import DataError
 from tests.conftest import SHARED_DATA
 
 NUS_SHARED = SHARED_DATA / "nus_wide"

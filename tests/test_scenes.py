@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlzsl.cli import scenes as scenes_cli
-from mlzsl.data.scenes import (
+from mlzsl.cli import data_scenes as scenes_cli
+from mlzsl.datasets.scenes import (
     COLOURS,
     SHAPES,
     ScenesResult,
@@ -23,7 +23,7 @@ from mlzsl.data.scenes import (
     png_bytes,
     scenes_label_set,
 )
-from mlzsl.data.userdata import read_user_dataset
+from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.errors import ConfigError, DataError
 
 SMALL = {"n_train": 40, "n_test": 20, "size": 64}

@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from mlzsl.data.store import FeatureStore, read_header, write_store
 from mlzsl.errors import DataError
 from mlzsl.labels import LabelSet
+from mlzsl.store.feature_store import FeatureStore, read_header, write_store
 
 
 def _write(path: Path, n: int = 7, blocks: int = 3) -> tuple[np.ndarray, np.ndarray]:

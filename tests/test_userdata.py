@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlzsl.data.userdata import read_user_dataset, write_user_dataset
+from mlzsl.datasets.userdata import read_user_dataset, write_user_dataset
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
 

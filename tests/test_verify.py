@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlzsl.data.dataset_info import DatasetInfo, write_dataset_info
-from mlzsl.data.userdata import write_user_dataset
-from mlzsl.data.verify import (
+from mlzsl.datasets.dataset_info import DatasetInfo, write_dataset_info
+from mlzsl.datasets.userdata import write_user_dataset
+from mlzsl.datasets.verify import (
     EXCLUDED_FILE,
     MANIFEST_FILE,
     SUMMARY_FILE,
@@ -209,7 +209,7 @@ def test_check_file_reads_in_chunks_and_reports(tmp_path: Path) -> None:
 
 
 def test_classify_order_of_precedence() -> None:
-    from mlzsl.data.verify import FileCheck
+    from mlzsl.datasets.verify import FileCheck
 
     checks = [
         FileCheck(None, error="no such file"),
@@ -239,13 +239,13 @@ def test_cli_prints_counts_faults_and_variant(faulty: Path, capsys) -> None:
     from mlzsl.cli import main
 
     write_dataset_info(faulty, DatasetInfo("NUS-WIDE", official_test_images=107_859))
-    assert main(["verify-data", str(faulty), "--workers", "2"]) == 0
+    assert main(["data", "verify", str(faulty), "--workers", "2"]) == 0
     out = capsys.readouterr().out
     for image, status in EXPECTED.items():
         assert any(image in line and status in line for line in out.splitlines()), image
     assert "available subset, 1 of the 107,859" in out
     assert "7 images excluded" in out
-    assert main(["verify-data", str(faulty), "--json", "--min-bytes", "0"]) == 0
+    assert main(["data", "verify", str(faulty), "--json", "--min-bytes", "0"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["faults"] == {"missing": 1, "placeholder": 3, "tiny": 0, "unreadable": 2}
 
@@ -253,6 +253,20 @@ def test_cli_prints_counts_faults_and_variant(faulty: Path, capsys) -> None:
 def test_cli_error_is_one_line(tmp_path: Path, capsys) -> None:
     from mlzsl.cli import main
 
-    assert main(["verify-data", str(tmp_path / "absent")]) == 2
+    assert main(["data", "verify", str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mlzsl verify-data: error:") and len(err.splitlines()) == 1
+    assert err.startswith("mlzsl data: error:") and len(err.splitlines()) == 1
+
+
+def test_the_old_spelling_still_works_after_a_one_line_notice(faulty: Path, capsys) -> None:
+    from mlzsl.cli import main
+
+    assert main(["verify-data", str(faulty), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["faults"]["missing"] == 1
+    assert (
+        captured.err.strip() == "mlzsl verify-data: note: this command is now `mlzsl data verify`"
+    )
+    assert main(["verify-data", str(faulty / "absent")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[1].startswith("mlzsl verify-data: error:")

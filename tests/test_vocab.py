@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mlzsl.data.dataset_info import (
+from mlzsl.datasets.dataset_info import (
     DatasetInfo,
     read_dataset_info,
     store_dataset_info,
     write_dataset_info,
 )
-from mlzsl.data.vocab import display_names, nus_label_set, read_open_images_vocabulary
+from mlzsl.datasets.vocab import display_names, nus_label_set, read_open_images_vocabulary
 from mlzsl.errors import DataError
 from tests.conftest import SHARED_DATA
 

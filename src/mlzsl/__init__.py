@@ -18,9 +18,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "LabelSet": "mlzsl.labels",
-    "FeatureStore": "mlzsl.data.store",
-    "extract_features": "mlzsl.data.extract",
-    "read_user_dataset": "mlzsl.data.userdata",
+    "FeatureStore": "mlzsl.store.feature_store",
+    "extract_features": "mlzsl.store.extract",
+    "read_user_dataset": "mlzsl.datasets.userdata",
     "create_backbone": "mlzsl.backbones",
     "create_embedder": "mlzsl.embeddings",
     "embed_labels": "mlzsl.embeddings",

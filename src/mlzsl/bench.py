@@ -22,11 +22,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlzsl.backbones import DEFAULT_BACKBONE
-from mlzsl.checkpoint import load_checkpoint
+from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.config import TrainConfig, load_config, packaged_config
-from mlzsl.data.extract import extract_features
-from mlzsl.data.scenes import generate_scenes
-from mlzsl.engine import fit, model_from_checkpoint
+from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
+from mlzsl.engine import fit
 from mlzsl.losses import model_extra_loss, ranking_loss
 from mlzsl.models import (
     count_parameters,
@@ -35,6 +34,7 @@ from mlzsl.models import (
     model_arguments,
     model_inputs,
 )
+from mlzsl.store.extract import extract_features
 
 # image-input models (ml2p_official) train end to end from the scenes resized to this side: VGG19-BN
 # at 32 px costs ~1/50 of 224 px, so three seeds fit in minutes on a laptop CPU (pool5 is 1×1)
@@ -80,7 +80,6 @@ def quality(
     quiet: bool = True,
 ) -> dict[str, QualityRow]:
     """Train every model for ``seeds`` seeds on one scenes extraction; see the module docstring."""
-    from mlzsl.demo import DEMO_IMAGE_SIZE
 
     out = Path(out)
     generate_scenes(out / "scenes", n_train=n_train, n_test=n_test, show_progress=not quiet)

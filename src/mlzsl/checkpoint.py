@@ -1,5 +1,7 @@
 """The one checkpoint format: a self-describing ``torch.save`` dict, written atomically.
 
+:func:`model_from_checkpoint` rebuilds the model a checkpoint names.
+
 Keys: ``format``, ``mlzsl_version``, ``model`` (registered name), ``model_args`` (builder
 keyword arguments, in_channels and embed_dim included), ``embedder`` (spec) and
 ``embedder_identity``, ``vocabulary`` (names + seen flags of the training store), ``backbone``
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mlzsl import __version__
 from mlzsl.errors import DataError
+from mlzsl.models import create_model
 
 FORMAT = "mlzsl-checkpoint-1"
 REQUIRED = ("model", "model_args", "embedder", "vocabulary", "backbone", "state_dict")
@@ -54,3 +58,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise DataError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return payload
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the model a loaded checkpoint describes and load its weights."""
+    args = dict(ckpt["model_args"])
+    if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
+        args["backbone_weights"] = None
+    model = create_model(ckpt["model"], **args)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -10,7 +10,7 @@ Two CSV layouts are read, told apart by their header:
 
 AP is a fraction in every layout. A table without names is matched to the other by row
 position. The releases' GZSL files do not share one row order: (ML)²P's lists the 925 seen tags
-then the 81 concepts (the order of :func:`mlzsl.data.vocab.nus_label_set`, so it lines up with
+then the 81 concepts (the order of :func:`mlzsl.datasets.vocab.nus_label_set`, so it lines up with
 our own ``per_label_gzsl.csv``), LESA's lists the 81 concepts first, then the 925 seen tags
 (found by matching its rows to its ZSL file's AP, equal to 2e-6). Name LESA's rows with a labels
 file in that order.
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.labels import LabelSet, read_vocabulary
 
 NAME_COLUMNS = ("label", "classes", "class", "name")
 """Header names (case-insensitive) of the column that names the labels, in order of preference."""
@@ -102,11 +103,7 @@ def read_labels_file(path: str | Path) -> list[str]:
     with path.open(encoding="utf-8-sig", errors="replace") as f:
         first = f.readline().strip().lower().replace(" ", "")
     if first == "label,split":
-        from mlzsl.labels import LabelSet
-
         return list(LabelSet.from_csv(path).names)
-    from mlzsl.embeddings.nus import read_vocabulary
-
     return read_vocabulary(path)
 
 

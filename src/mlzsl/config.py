@@ -152,9 +152,25 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig
     for key in ("batch_size", "epochs", "eval_every"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{where}: {key} must be at least 1")
-    if config.lr <= 0 or config.warmup_epochs < 0 or config.workers < 0:
+    if not (config.lr > 0 and config.warmup_epochs >= 0 and config.workers >= 0):  # NaN fails
         raise ConfigError(f"{where}: lr must be > 0, warmup_epochs and workers ≥ 0")
     return config
+
+
+# YAML 1.1 (PyYAML) reads 3e-4 and 1E5 as strings: a float needs a dot there. Learning rates are
+# written that way, so the loader also takes [-+]digits[.digits]e[-+]digits as a float.
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus floats in exponent notation without a dot."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects are built
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -183,7 +199,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         raise ConfigError(f"override {text!r}: value is not valid YAML") from None
     return key.strip().split("."), value
@@ -197,9 +213,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         path = _resolve_config_path(path)
         where = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            loaded = _yaml_load(Path(path).read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f":{mark.line + 1}" if mark is not None else ""
@@ -210,7 +228,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     for text in overrides:
         keys, value = parse_override(text)
         if keys[0] in ("model_args", "optimizer_args") and len(keys) == 2:
-            data[keys[0]] = {**dict(data.get(keys[0]) or {}), keys[1]: value}
+            current = data.get(keys[0]) or {}
+            if not isinstance(current, dict):
+                raise ConfigError(f"{where}: {keys[0]} must be a mapping, got {current!r}")
+            data[keys[0]] = {**current, keys[1]: value}
         elif len(keys) == 1:
             data[keys[0]] = value
         else:

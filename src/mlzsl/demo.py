@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mlzsl.checkpoint import load_checkpoint
+from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.config import TrainConfig, load_config, packaged_config
-from mlzsl.data.extract import extract_features
-from mlzsl.data.scenes import generate_scenes
-from mlzsl.data.store import FeatureStore
-from mlzsl.engine import fit, label_vectors, model_from_checkpoint, predict_scores
+from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
+from mlzsl.engine import fit
+from mlzsl.evaluation import label_vectors, predict_scores
 from mlzsl.labels import LabelSet
+from mlzsl.store.extract import extract_features
+from mlzsl.store.feature_store import FeatureStore
 from mlzsl.tagger import Tagger, remember_demo_checkpoint
 
 DEMO_MODELS = ("ml2p", "fast0tag")
-DEMO_IMAGE_SIZE = 160  # the scenes' own size: EfficientNet-Lite0 gives a 5×5 map
 
 
 @dataclass

@@ -1,25 +1,20 @@
-"""Fit and evaluate models on a feature store; checkpoints, resume, and torchrun.
+"""Train a model on a feature store: the Trainer, its checkpoints, resume and torchrun.
 
 The trainer knows nothing about a model beyond ``model(features [B, C, H, W], label_vectors
 [L, E]) -> scores [B, L]`` (and an optional ``extra_loss()``). Training scores the store's *seen*
-labels only; evaluation scores every label of the store and reports ZSL (unseen columns) and
-GZSL (all columns) through :mod:`mlzsl.protocol`.
+labels only; each evaluation (:mod:`mlzsl.evaluation`) scores every label of the store and
+reports ZSL and GZSL under every convention of the store's benchmark
+(:class:`mlzsl.protocol.Results`).
 
-Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process group is created with NCCL on
-GPUs and gloo on CPUs, the model is wrapped in DistributedDataParallel, each rank reads its share
-of every global batch through a DistributedSampler (``batch_size`` is the global batch, split
-evenly), and evaluation scores a DistributedSampler shard per rank and gathers the scores,
-dropping the duplicate rows DistributedSampler pads in. Only rank 0 writes files.
+Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process joins the group
+(:mod:`mlzsl.distributed`), the model is wrapped in DistributedDataParallel, each rank reads its
+share of every global batch through a DistributedSampler (``batch_size`` is the global batch,
+split evenly), and evaluation gathers every rank's scores. Only rank 0 writes files.
 
-Open Images: on a store whose dataset says ``evaluation == "open_images"`` every evaluation is
-reported under both conventions of the literature (:func:`mlzsl.protocol.open_images_evaluate`:
-``"lesa"`` and ``"biam"``), and the *primary* result (what :func:`evaluate_on_store` returns,
-what ``select_metric`` reads unless it names a convention, ``FitResult.best``) is BiAM's: that
-is the regime of (ML)²P's published Open Images figures (DESIGN §4). History columns on such a
-store are prefixed with the convention (``biam.zsl.mAP``, ``lesa.zsl.mAP``); ``select_metric``
-may name one the same way. K values: a config that leaves ``ks`` unset gets the store's
-benchmark's, K = 10, 20 on Open Images and 3, 5 elsewhere (:func:`resolve_ks`). Other stores
-have one convention, keyed ``"default"``, and unprefixed columns.
+Checkpoint selection: ``select_metric`` names a metric of the primary convention (``zsl.mAP``;
+BiAM's on Open Images) or of a named one (``lesa.zsl.mAP``). History columns on an Open Images
+store are prefixed with the convention (``biam.zsl.mAP``). K values: a config that leaves ``ks``
+unset gets the store's benchmark's (:func:`mlzsl.protocol.resolve_ks`).
 
 Resume: after every epoch rank 0 writes ``last.pt`` (weights, optimizer, schedule, RNG states,
 history). A rerun in the same folder continues after the last finished epoch; with a fixed seed
@@ -34,59 +29,26 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
 from mlzsl.checkpoint import load_checkpoint, save_checkpoint
 from mlzsl.config import TrainConfig, save_config
-from mlzsl.data.store import FeatureStore
-from mlzsl.embeddings import create_embedder, embed_labels
+from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
-from mlzsl.labels import LabelSet
+from mlzsl.evaluation import evaluate_model, label_vectors, store_evaluation
 from mlzsl.losses import get_loss, model_extra_loss
 from mlzsl.models import create_model, model_arguments, model_inputs
 from mlzsl.progress import progress
-from mlzsl.protocol import K_VALUES, EvalResult, evaluate, open_images_evaluate
-
-DEFAULT_CONVENTION = "default"
-PRIMARY_CONVENTION = {"default": DEFAULT_CONVENTION, "open_images": "biam"}
-"""Per store evaluation: the convention that selects checkpoints and fills ``FitResult.best``."""
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a (possibly single-process) job."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 writes files and prints."""
-        return self.rank == 0
-
-
-def setup_distributed() -> DistInfo:
-    """Join the torchrun process group when ``WORLD_SIZE > 1``; pick this rank's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return DistInfo(rank=rank, world=world, device=device)
+from mlzsl.protocol import EvalResult, Results, resolve_ks
+from mlzsl.store.feature_store import FeatureStore
 
 
 class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -110,12 +72,6 @@ class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 
 # ----------------------------------------------------------------------------- building blocks
-
-
-def label_vectors(embedder_spec: str, label_set: LabelSet) -> torch.Tensor:
-    """Vectors of every label of ``label_set`` (float32 [L, E]), cached on disk."""
-    embedder = create_embedder(embedder_spec)
-    return torch.from_numpy(np.ascontiguousarray(embed_labels(label_set.names, embedder)))
 
 
 def build_model(
@@ -174,144 +130,6 @@ def make_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-# ----------------------------------------------------------------------------- scoring
-
-
-@torch.no_grad()
-def predict_scores(
-    model: nn.Module,
-    store: FeatureStore,
-    rows: np.ndarray,
-    vectors: torch.Tensor,
-    *,
-    batch_size: int = 256,
-    info: DistInfo = DistInfo(),
-    show_progress: bool = False,
-) -> np.ndarray:
-    """Scores of ``rows`` against ``vectors``: float32 [len(rows), L], on every rank.
-
-    Under torchrun each rank scores its DistributedSampler shard; the shards are gathered and
-    the duplicates the sampler pads in (to make shards equal) are dropped.
-    """
-    model = _unwrap(model)
-    was_training = model.training
-    model.eval()
-    positions = np.arange(len(rows))
-    if info.world > 1:
-        sampler: DistributedSampler = DistributedSampler(
-            positions,  # type: ignore[arg-type]  # any sized sequence works
-            info.world,
-            info.rank,
-            shuffle=False,
-        )
-        positions = np.fromiter(iter(sampler), dtype=np.int64)
-    vectors = vectors.to(info.device)
-    parts = []
-    starts = range(0, len(positions), batch_size)
-    for start in progress(starts, desc="score", unit="batch", disable=not show_progress):
-        chunk = positions[start : start + batch_size]
-        feats = torch.from_numpy(store.features(rows[chunk])).to(info.device)
-        parts.append(model(feats, vectors).float().cpu().numpy())
-    scores = np.concatenate(parts) if parts else np.zeros((0, len(vectors)), np.float32)
-    model.train(was_training)
-    if info.world == 1:
-        return scores
-    gathered: list[Any] = [None] * info.world
-    dist.all_gather_object(gathered, (positions, scores))
-    out = np.zeros((len(rows), len(vectors)), dtype=np.float32)
-    for pos, part in reversed(gathered):  # rank 0's rows win: padding repeats early rows
-        out[pos] = part
-    return out
-
-
-def store_evaluation(store: FeatureStore) -> str:
-    """How ``store`` is evaluated: ``"open_images"`` or ``"default"`` (its dataset.json)."""
-    info = store.header.dataset
-    return "default" if info is None else info.evaluation
-
-
-def resolve_ks(ks: Sequence[int] | None, evaluation: str) -> tuple[int, ...]:
-    """The K values to report: ``ks`` as given, or the benchmark's when ``None``.
-
-    ``None`` (a config's default) is (10, 20) on an Open Images store, (3, 5) on any other.
-    """
-    if ks is None:
-        return K_VALUES["open_images" if evaluation == "open_images" else "nus_wide"]
-    return tuple(int(k) for k in ks)
-
-
-def evaluate_scores(
-    scores: np.ndarray,
-    targets: np.ndarray,
-    label_set: LabelSet,
-    *,
-    ks: tuple[int, ...],
-    evaluation: str = "default",
-) -> dict[str, EvalResult]:
-    """Results keyed by convention: ``{"lesa", "biam"}`` for Open Images, else ``{"default"}``."""
-    if evaluation == "open_images":
-        return open_images_evaluate(scores, targets, label_set, ks=ks)
-    return {DEFAULT_CONVENTION: evaluate(scores, targets, label_set, ks=ks)}
-
-
-def primary_result(results: dict[str, EvalResult]) -> EvalResult:
-    """The result that selects checkpoints: BiAM's convention on Open Images, else the only one."""
-    return results["biam"] if "biam" in results else results[DEFAULT_CONVENTION]
-
-
-def evaluate_on_store_by_convention(
-    model: nn.Module,
-    store: FeatureStore,
-    vectors: torch.Tensor,
-    *,
-    ks: Sequence[int] | None = None,
-    split: str = "test",
-    info: DistInfo = DistInfo(),
-    show_progress: bool = False,
-) -> dict[str, EvalResult]:
-    """ZSL and GZSL metrics of ``model`` on the ``split`` rows of ``store``, per convention.
-
-    ``ks`` goes through :func:`resolve_ks`; the keys are those of :func:`evaluate_scores`.
-    """
-    rows = store.indices(split)
-    if len(rows) == 0:
-        raise DataError(f"{store.path}: no {split} images to evaluate")
-    evaluation = store_evaluation(store)
-    scores = predict_scores(model, store, rows, vectors, info=info, show_progress=show_progress)
-    return evaluate_scores(
-        scores,
-        store.labels(rows),
-        store.label_set,
-        ks=resolve_ks(ks, evaluation),
-        evaluation=evaluation,
-    )
-
-
-def evaluate_on_store(
-    model: nn.Module,
-    store: FeatureStore,
-    vectors: torch.Tensor,
-    *,
-    ks: Sequence[int] | None = None,
-    split: str = "test",
-    info: DistInfo = DistInfo(),
-    show_progress: bool = False,
-) -> EvalResult:
-    """ZSL and GZSL metrics of ``model`` on the ``split`` rows of ``store``.
-
-    On an Open Images store this is the BiAM-convention result; see
-    :func:`evaluate_on_store_by_convention` for both.
-    """
-    results = evaluate_on_store_by_convention(
-        model, store, vectors, ks=ks, split=split, info=info, show_progress=show_progress
-    )
-    return primary_result(results)
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -321,12 +139,16 @@ class FitResult:
 
     out_dir: Path
     best_epoch: int
-    best: EvalResult
+    results: Results
+    """The best checkpoint under every convention of the store."""
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0
-    results: dict[str, EvalResult] = field(default_factory=dict)
-    """The best checkpoint under every convention of the store (``best`` is the primary)."""
+
+    @property
+    def best(self) -> EvalResult:
+        """The best checkpoint's result under the primary convention."""
+        return self.results.primary
 
 
 @dataclass
@@ -335,19 +157,6 @@ class _State:
     best_value: float = -math.inf
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _metric(results: dict[str, EvalResult], key: str) -> float:
-    """``select_metric`` ``split.name`` (primary convention) or ``convention.split.name``."""
-    parts = key.split(".")
-    result = primary_result(results)
-    if len(parts) == 3 and parts[0] in results:
-        result, parts = results[parts[0]], parts[1:]
-    try:
-        split, name = parts
-        return float(result.to_dict()[split][name])
-    except (KeyError, ValueError):
-        raise ConfigError(f"select_metric {key!r} is not a reported metric") from None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -410,7 +219,7 @@ class Trainer:
         )
 
     # -- checkpoints
-    def _payload(self, results: dict[str, EvalResult] | None) -> dict[str, Any]:
+    def _payload(self, results: Results | None) -> dict[str, Any]:
         header = self.store.header
         return {
             "model": self.config.model,
@@ -426,8 +235,8 @@ class Trainer:
             "std": header.meta.get("std"),
             "config": self.config.to_dict(),
             "epoch": self.state.epoch,
-            "metrics": primary_result(results).to_dict() if results else None,
-            "metrics_by_convention": _by_convention(results) if results else None,
+            "metrics": results.primary.to_dict() if results else None,
+            "metrics_by_convention": results.by_convention_dict() if results else None,
             "state_dict": self.model.state_dict(),
         }
 
@@ -503,9 +312,9 @@ class Trainer:
                 "lr": float(self.schedule.get_last_lr()[0]),
             }
             if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
-                results = self.evaluate_by_convention()
-                row.update(_flatten(results))
-                value = _metric(results, self.config.select_metric)
+                results = self.evaluate()
+                row.update(results.columns())
+                value = results.metric(self.config.select_metric)
                 if value > self.state.best_value:  # every rank keeps the same state
                     self.state.best_value, self.state.best_epoch = value, epoch
                     self.state.epoch = epoch
@@ -523,34 +332,25 @@ class Trainer:
             writer.close()
         return self._finish(first, time.perf_counter() - started)
 
-    def evaluate(self) -> EvalResult:
-        """Metrics of the current weights on the store's test rows (the primary convention)."""
-        return primary_result(self.evaluate_by_convention())
-
-    def evaluate_by_convention(self) -> dict[str, EvalResult]:
+    def evaluate(self) -> Results:
         """Metrics of the current weights on the store's test rows, per convention."""
-        return evaluate_on_store_by_convention(
-            self.model, self.store, self.vectors, ks=self.ks, info=self.info
-        )
+        return evaluate_model(self.model, self.store, self.vectors, ks=self.ks, info=self.info)
 
     def _finish(self, first: int, seconds: float) -> FitResult:
-        if self.info.world > 1:
-            dist.barrier()  # rank 0 has written best.pt
+        barrier(self.info)  # rank 0 has written best.pt
         self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt")["state_dict"])
-        results = self.evaluate_by_convention()
-        best = primary_result(results)
+        results = self.evaluate()
+        best = results.primary
         if self.info.is_main:
-            for result in results.values():  # per_label[_<convention>]_{zsl,gzsl}.csv
-                result.write_per_label_csv(self.out_dir)
+            results.write_per_label_csv(self.out_dir)  # per_label[_<convention>]_{zsl,gzsl}.csv
             summary: dict[str, Any] = {"best_epoch": self.state.best_epoch, **best.to_dict()}
-            if len(results) > 1:
-                summary["selected_by"] = best.variant
-                summary["by_convention"] = _by_convention(results)
+            if len(results.by_convention) > 1:
+                summary["selected_by"] = results.primary_convention
+                summary["by_convention"] = results.by_convention_dict()
             (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         return FitResult(
             out_dir=self.out_dir,
             best_epoch=self.state.best_epoch,
-            best=best,
             history=self.state.history,
             seconds=seconds,
             resumed_from=first,
@@ -571,20 +371,6 @@ def fit(
 
 
 # ----------------------------------------------------------------------------- logging
-
-
-def _flatten(results: dict[str, EvalResult]) -> dict[str, float]:
-    """History columns: ``zsl.mAP`` for one convention, ``biam.zsl.mAP`` etc. for several."""
-    row = {}
-    for convention, result in results.items():
-        prefix = "" if len(results) == 1 else f"{convention}."
-        for split, metrics in result.to_dict().items():
-            row.update({f"{prefix}{split}.{k}": float(v) for k, v in metrics.items()})
-    return row
-
-
-def _by_convention(results: dict[str, EvalResult]) -> dict[str, dict[str, dict[str, float]]]:
-    return {convention: result.to_dict() for convention, result in results.items()}
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
@@ -621,66 +407,3 @@ class _TensorBoard:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights."""
-    args = dict(ckpt["model_args"])
-    if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
-        args["backbone_weights"] = None
-    model = create_model(ckpt["model"], **args)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
-
-
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    store_path: str | Path,
-    *,
-    embedder: str | None = None,
-    split: str = "test",
-) -> tuple[str, list[int], EvalResult]:
-    """Evaluate a checkpoint on a store; returns (model name, K values, result).
-
-    On an Open Images store the result is BiAM's convention; see
-    :func:`evaluate_checkpoint_by_convention` for both.
-    """
-    name, ks, results = evaluate_checkpoint_by_convention(
-        checkpoint, store_path, embedder=embedder, split=split
-    )
-    return name, ks, primary_result(results)
-
-
-def evaluate_checkpoint_by_convention(
-    checkpoint: str | Path,
-    store_path: str | Path,
-    *,
-    embedder: str | None = None,
-    split: str = "test",
-) -> tuple[str, list[int], dict[str, EvalResult]]:
-    """Evaluate a checkpoint on a store; returns (model name, K values, results by convention).
-
-    The store's features must come from the backbone the checkpoint was trained on, and the
-    embedder (the checkpoint's unless overridden) must give vectors of the size the model takes.
-    The K values are the checkpoint config's, through :func:`resolve_ks`.
-    """
-    ckpt = load_checkpoint(checkpoint)
-    store = FeatureStore(store_path)
-    theirs, ours = store.header.backbone, ckpt["backbone"]
-    if (theirs.get("name"), theirs.get("sha256")) != (ours.get("name"), ours.get("sha256")):
-        raise DataError(
-            f"{store.path}: features come from backbone {theirs.get('name')!r} "
-            f"(weights {str(theirs.get('sha256'))[:12]}), but {checkpoint} was trained on "
-            f"{ours.get('name')!r} (weights {str(ours.get('sha256'))[:12]})"
-        )
-    vectors = label_vectors(embedder or ckpt["embedder"], store.label_set)
-    expected = int(ckpt["model_args"]["embed_dim"])
-    if vectors.shape[1] != expected:
-        raise ConfigError(
-            f"{checkpoint}: the model expects {expected}-d label vectors, embedder "
-            f"{embedder or ckpt['embedder']!r} gives {vectors.shape[1]}-d"
-        )
-    model = model_from_checkpoint(ckpt)
-    ks = resolve_ks(ckpt["config"].get("ks"), store_evaluation(store))
-    results = evaluate_on_store_by_convention(model, store, vectors, ks=ks, split=split)
-    return ckpt["model"], list(ks), results

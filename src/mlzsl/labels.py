@@ -109,3 +109,14 @@ class LabelSet:
     def unseen_names(self) -> list[str]:
         """Names of the unseen labels, in column order."""
         return [n for n, s in zip(self.names, self.seen, strict=True) if not s]
+
+
+def read_vocabulary(path: Path) -> list[str]:
+    """The names in a one-name-per-line file (``TagList1k.txt``), stripped, blanks skipped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read vocabulary ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: vocabulary is not UTF-8 text") from None
+    return [name for name in (line.strip() for line in text.splitlines()) if name]

@@ -1,4 +1,4 @@
-"""Multi-label ranking metrics of the MLZSL protocol (DESIGN.md §4), in numpy only.
+"""Multi-label ranking metrics of the MLZSL protocol (docs/design.md, "The protocol"), numpy only.
 
 Shapes: N images, L labels. ``y_true`` is an [N, L] matrix with values in {+1, −1, 0}:
 +1 the label is present, −1 it is absent, 0 it is not annotated. ``y_score`` is an [N, L]

@@ -1,4 +1,5 @@
-"""ZSL and GZSL evaluation of a score matrix (DESIGN.md §4), on top of :mod:`mlzsl.metrics`.
+"""ZSL and GZSL evaluation of a score matrix (docs/design.md, "The protocol"), on top of
+:mod:`mlzsl.metrics`.
 
 Shapes: N test images, L labels of a :class:`~mlzsl.labels.LabelSet` (seen and unseen), scores
 [N, L] and targets [N, L] in {+1, −1, 0} with columns in the label set's order.
@@ -13,6 +14,10 @@ over the annotated images, labels without positives count as 0). :func:`open_ima
 reports Open Images under both conventions of the literature, named ``"lesa"`` and ``"biam"``
 (see :func:`mlzsl.metrics.open_images_ap_per_label`). Results are fractions inside; they become
 percentages only in :meth:`EvalResult.to_dict` and :meth:`EvalResult.table`.
+
+:func:`evaluate_benchmark` picks the conventions a benchmark reports and returns one
+:class:`Results`: every convention's :class:`EvalResult` and the *primary* one, which selects
+checkpoints (BiAM's on Open Images, the regime of (ML)²P's published Open Images figures).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +43,14 @@ K_VALUES: dict[str, tuple[int, ...]] = {
 """The K of P/R/F1@K that each dataset reports (NUS-WIDE 3, 5; Open Images 10, 20)."""
 
 SPLITS = ("zsl", "gzsl")
+
+EVALUATIONS = ("default", "open_images")
+"""How a store is evaluated (its dataset.json ``evaluation``)."""
+
+PRIMARY_CONVENTION = {"default": "default", "open_images": "biam"}
+"""Per evaluation: the convention that selects checkpoints and fills ``Results.primary``."""
+
+CONVENTION_TITLES = {"default": "default", "lesa": "LESA convention", "biam": "BiAM convention"}
 
 PRF = tuple[float, float, float]
 
@@ -143,6 +157,100 @@ class EvalResult:
         for split, path in zip(SPLITS, paths, strict=True):
             getattr(self, split).write_csv(path)
         return paths
+
+
+@dataclass(frozen=True, eq=False)
+class Results:
+    """One evaluation under every convention of its benchmark.
+
+    Attributes:
+        by_convention: convention -> result; ``{"default"}`` for NUS-WIDE and user data,
+            ``{"lesa", "biam"}`` for Open Images.
+        primary_convention: the key of the result that selects checkpoints.
+    """
+
+    by_convention: Mapping[str, EvalResult]
+    primary_convention: str
+
+    @property
+    def primary(self) -> EvalResult:
+        """The result that selects checkpoints and that one-line summaries show."""
+        return self.by_convention[self.primary_convention]
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        """The K of P/R/F1@K."""
+        return self.primary.ks
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"zsl", "gzsl"}`` in percent for one convention; for several, one such dict per
+        convention and ``"selected_by"``, the primary convention."""
+        if len(self.by_convention) == 1:
+            return self.primary.to_dict()
+        out: dict[str, Any] = {k: r.to_dict() for k, r in self.by_convention.items()}
+        out["selected_by"] = self.primary_convention
+        return out
+
+    def by_convention_dict(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Convention -> ``EvalResult.to_dict()`` (percent)."""
+        return {key: result.to_dict() for key, result in self.by_convention.items()}
+
+    def columns(self) -> dict[str, float]:
+        """Flat metric columns: ``zsl.mAP`` for one convention, ``biam.zsl.mAP`` for several."""
+        row = {}
+        for key, result in self.by_convention.items():
+            prefix = "" if len(self.by_convention) == 1 else f"{key}."
+            for split, values in result.to_dict().items():
+                row.update({f"{prefix}{split}.{name}": float(v) for name, v in values.items()})
+        return row
+
+    def metric(self, key: str) -> float:
+        """``split.name`` of the primary result, or ``convention.split.name`` (percent)."""
+        parts = key.split(".")
+        result = self.primary
+        if len(parts) == 3 and parts[0] in self.by_convention:
+            result, parts = self.by_convention[parts[0]], parts[1:]
+        try:
+            split, name = parts
+            return float(result.to_dict()[split][name])
+        except (KeyError, ValueError):
+            raise ConfigError(f"select_metric {key!r} is not a reported metric") from None
+
+    def write_per_label_csv(self, directory: str | Path) -> list[Path]:
+        """``per_label[_<convention>]_{zsl,gzsl}.csv`` of every convention; the paths written."""
+        return [p for r in self.by_convention.values() for p in r.write_per_label_csv(directory)]
+
+
+def resolve_ks(ks: Sequence[int] | None, evaluation: str) -> tuple[int, ...]:
+    """The K values to report: ``ks`` as given, or the benchmark's when ``None``.
+
+    ``None`` (a config's default) is (10, 20) on an Open Images store, (3, 5) on any other.
+    """
+    if ks is None:
+        return K_VALUES["open_images" if evaluation == "open_images" else "nus_wide"]
+    return tuple(int(k) for k in ks)
+
+
+def evaluate_benchmark(
+    scores: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    label_set: LabelSet,
+    *,
+    ks: Sequence[int] | None = None,
+    evaluation: str = "default",
+) -> Results:
+    """Every convention ``evaluation`` reports (see :data:`EVALUATIONS`), as one :class:`Results`.
+
+    ``ks`` goes through :func:`resolve_ks`.
+    """
+    if evaluation not in EVALUATIONS:
+        raise ConfigError(f"evaluation must be one of {', '.join(EVALUATIONS)}, got {evaluation!r}")
+    chosen = resolve_ks(ks, evaluation)
+    if evaluation == "open_images":
+        by_convention = open_images_evaluate(scores, targets, label_set, ks=chosen)
+    else:
+        by_convention = {"default": evaluate(scores, targets, label_set, ks=chosen)}
+    return Results(by_convention, PRIMARY_CONVENTION[evaluation])
 
 
 def evaluate(

@@ -3,12 +3,18 @@
 A checkpoint names its backbone (and weights), its embedder and its model, so the tagger runs the
 whole path: image -> backbone feature map -> model scores against the vectors of whatever label
 names the caller types. Labels never seen in training are scored the same way as seen ones.
+
+Checkpoints are named by path or by a short name (:data:`NAMED_CHECKPOINTS`): ``photo``, the
+ready real-photo model built on first use (:mod:`mlzsl.pretrained`), is the default; ``demo`` is
+the latest ``mlzsl demo``'s. :meth:`Tagger.tag_files` takes files and folders, decodes in
+batches and skips (and lists) files that are not readable images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +23,22 @@ import torch
 from torch import nn
 
 from mlzsl.backbones import Backbone, create_backbone
-from mlzsl.checkpoint import load_checkpoint
-from mlzsl.data.extract import load_image
+from mlzsl.backbones.images import load_image
+from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.embeddings import create_embedder, embed_labels
-from mlzsl.engine import model_from_checkpoint
 from mlzsl.errors import ConfigError, DataError, LabelError
+from mlzsl.labels import read_vocabulary
+from mlzsl.progress import progress
 from mlzsl.runtime import cache_home
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+"""The file endings a folder given to :meth:`Tagger.tag_files` is searched for (any case)."""
+
+DEFAULT_CHECKPOINT = "photo"
+NAMED_CHECKPOINTS = {
+    "photo": "the ready real-photo model (ImageNet classifier + label vectors, no training)",
+    "demo": "the checkpoint of the latest `mlzsl demo` (scenes: coloured shapes)",
+}
 
 
 def parse_labels(text: str | Sequence[str]) -> list[str]:
@@ -32,6 +48,48 @@ def parse_labels(text: str | Sequence[str]) -> list[str]:
     if not names:
         raise LabelError("no labels given: pass at least one label name, e.g. 'red circle'")
     return names
+
+
+def read_labels_file(path: str | Path) -> list[str]:
+    """Label names from a file, one per line; blank lines and lines starting with ``#`` skipped."""
+    return parse_labels([n for n in read_vocabulary(Path(path)) if not n.startswith("#")])
+
+
+def resolve_checkpoint(spec: str | Path | None) -> Path:
+    """The checkpoint file a ``--checkpoint`` value names: a path or a name of
+    :data:`NAMED_CHECKPOINTS` (``None``: :data:`DEFAULT_CHECKPOINT`)."""
+    name = DEFAULT_CHECKPOINT if spec is None else str(spec)
+    if name == "photo":
+        from mlzsl.pretrained import real_photo_checkpoint
+
+        return real_photo_checkpoint()
+    if name == "demo":
+        return latest_demo_checkpoint()
+    path = Path(name).expanduser()
+    if not path.is_file():
+        known = ", ".join(NAMED_CHECKPOINTS)
+        raise DataError(f"{path}: checkpoint not found (give a .pt file or one of: {known})")
+    return path
+
+
+def collect_images(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders as their image files (recursive, sorted); missing paths too.
+
+    A missing path is kept, so the caller reports it with the unreadable files; a folder with no
+    image file is an error.
+    """
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            images = sorted(
+                p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+            if not images:
+                raise DataError(f"{item}: folder holds no image file ({', '.join(IMAGE_SUFFIXES)})")
+            found += images
+        else:
+            found.append(item)
+    return list(dict.fromkeys(found))
 
 
 def backbone_from_identity(identity: dict[str, Any], image_size: int | None) -> Backbone:
@@ -47,6 +105,23 @@ class Tag:
 
     label: str
     score: float
+
+
+@dataclass
+class TagRun:
+    """What :meth:`Tagger.tag_files` found: ranked tags per readable image, and the skipped files.
+
+    Attributes:
+        labels: the label names scored, in the order given.
+        tags: image -> its tags, best first (``top_k`` of them, at least ``threshold``).
+        skipped: (file, reason) of every path that is not a readable image.
+        seconds: wall time of decoding and scoring.
+    """
+
+    labels: list[str]
+    tags: dict[Path, list[Tag]] = field(default_factory=dict)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 class Tagger:
@@ -95,27 +170,37 @@ class Tagger:
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 
-    def load_images(self, images: Sequence[str | Path]) -> torch.Tensor:
-        """Decode and normalise image files: [n, 3, S, S]; a bad file is an error naming it."""
+    def load_image(self, image: str | Path) -> np.ndarray:
+        """One decoded, normalised image: float32 [3, S, S]; a bad file is an error naming it."""
         spec = self.backbone.spec
         mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
-        arrays = []
-        for image in images:
-            try:
-                arrays.append(load_image(Path(image), self.image_size, mean, std))
-            except FileNotFoundError:
-                raise DataError(f"{image}: image not found") from None
-            except Exception as e:  # PIL raises several types for non-images
-                raise DataError(f"{image}: not a readable image ({type(e).__name__})") from None
-        return torch.from_numpy(np.stack(arrays))
+        try:
+            return load_image(Path(image), self.image_size, mean, std)
+        except FileNotFoundError:
+            raise DataError(f"{image}: image not found") from None
+        except IsADirectoryError:
+            raise DataError(f"{image}: a folder, not an image") from None
+        except Exception as e:  # PIL raises several types for non-images
+            raise DataError(f"{image}: not a readable image ({type(e).__name__})") from None
+
+    def load_images(self, images: Sequence[str | Path]) -> torch.Tensor:
+        """Decode and normalise image files: [n, 3, S, S]; a bad file is an error naming it."""
+        return torch.from_numpy(np.stack([self.load_image(image) for image in images]))
+
+    def label_vectors(self, labels: Sequence[str]) -> torch.Tensor:
+        """The embedder's vectors of ``labels``: float32 [L, E] (cached on disk)."""
+        return torch.from_numpy(embed_labels(list(labels), self.embedder))
+
+    @torch.no_grad()
+    def score_pixels(self, pixels: torch.Tensor, vectors: torch.Tensor) -> np.ndarray:
+        """Scores of decoded images [n, 3, S, S] against label vectors [L, E]: float32 [n, L]."""
+        return self.model(self.backbone(pixels), vectors).numpy()
 
     @torch.no_grad()
     def scores(self, images: Sequence[str | Path], labels: Sequence[str]) -> np.ndarray:
         """Scores of every image against every label: float32 [n, L]."""
-        names = parse_labels(labels)
-        vectors = torch.from_numpy(embed_labels(names, self.embedder))  # [L, E]
-        feats = self.backbone(self.load_images(images))  # [n, C, H, W]
-        return self.model(feats, vectors).numpy()  # [n, L]
+        vectors = self.label_vectors(parse_labels(labels))  # [L, E]
+        return self.score_pixels(self.load_images(images), vectors)  # [n, L]
 
     def tag(
         self, images: Sequence[str | Path], labels: str | Sequence[str], top_k: int = 5
@@ -124,12 +209,55 @@ class Tagger:
         if top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {top_k}")
         names = parse_labels(labels)
-        scores = self.scores(images, names)
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
-        return [
-            [Tag(names[j], float(row[j])) for j in idx]
-            for row, idx in zip(scores, order, strict=True)
-        ]
+        return [_ranked(row, names, top_k, None) for row in self.scores(images, names)]
+
+    def tag_files(
+        self,
+        paths: Iterable[str | Path],
+        labels: str | Sequence[str],
+        *,
+        top_k: int = 5,
+        threshold: float | None = None,
+        batch_size: int = 16,
+        show_progress: bool = False,
+    ) -> TagRun:
+        """Tag files and folders (see :func:`collect_images`) in batches.
+
+        A path that is not a readable image is skipped and listed in ``TagRun.skipped``, never an
+        error; ``threshold`` drops tags scoring below it.
+        """
+        if top_k < 1 or batch_size < 1:
+            raise ConfigError(f"top_k and batch_size must be at least 1, got {top_k}, {batch_size}")
+        started = time.perf_counter()
+        files = collect_images(paths)
+        run = TagRun(labels=parse_labels(labels))
+        vectors = self.label_vectors(run.labels)  # [L, E], once for every batch
+        long_run = show_progress and len(files) > batch_size  # one batch needs no bar
+        bar = progress(total=len(files), desc="tag", unit="img", disable=not long_run)
+        for start in range(0, len(files), batch_size):
+            batch, pixels = [], []
+            for path in files[start : start + batch_size]:
+                try:
+                    pixels.append(self.load_image(path))
+                    batch.append(path)
+                except DataError as e:
+                    run.skipped.append((path, str(e).removeprefix(f"{path}: ")))
+            if batch:
+                scores = self.score_pixels(torch.from_numpy(np.stack(pixels)), vectors)
+                for path, row in zip(batch, scores, strict=True):
+                    run.tags[path] = _ranked(row, run.labels, top_k, threshold)
+            bar.update(len(files[start : start + batch_size]))
+        bar.close()
+        run.seconds = time.perf_counter() - started
+        return run
+
+
+def _ranked(
+    row: np.ndarray, names: Sequence[str], top_k: int, threshold: float | None
+) -> list[Tag]:
+    """The ``top_k`` best labels of one score row, best first (ties: the earlier label first)."""
+    order = np.argsort(-row, kind="stable")[:top_k]
+    return [Tag(names[j], float(row[j])) for j in order if threshold is None or row[j] >= threshold]
 
 
 def _latest_demo_file() -> Path:

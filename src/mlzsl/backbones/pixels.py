@@ -7,7 +7,8 @@ and sampler as the feature-map models, with no image decoding in the training lo
 is disk: 3·S² half floats per image (24 KiB at 64 px, 294 KiB at 224 px).
 
 Normalisation is CIFAR-10's mean/std, the one the (ML)²P release's test script applies
-(DESIGN §5), because ``ml2p_official`` is the model that takes these stores.
+(docs/design.md, "The method as released"), because ``ml2p_official`` is the model that takes
+these stores.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ VGG19_BN_PYRAMID_SPEC = BackboneSpec(
     name="vgg19_bn_pyramid",
     image_size=224,
     # The released (ML)^2P test script normalises with CIFAR-10's mean/std, not ImageNet's
-    # (DESIGN §5); we keep its numbers so features match that release.
+    # (docs/design.md, "The method as released"); we keep its numbers so features match.
     mean=(0.4914, 0.4822, 0.4465),
     std=(0.2023, 0.1994, 0.2010),
     channels=256 + 512 + 512,

@@ -3,6 +3,9 @@
 Each subcommand is a module in this package exposing ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; :data:`COMMANDS` lists them in help order.
 Any :class:`~mlzsl.errors.MlzslError` becomes one line on stderr and exit status 2.
+
+Data-preparing commands live under ``mlzsl data``; :data:`RENAMED` keeps their old top-level
+spellings working for one release, each run printing a one-line notice.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mlzsl import __version__
 from mlzsl.errors import MlzslError
@@ -18,9 +21,7 @@ from mlzsl.errors import MlzslError
 # module names under mlzsl.cli, in the order `mlzsl --help` lists them
 COMMANDS = (
     "demo",
-    "scenes",
     "data",
-    "verify_data",
     "extract",
     "train",
     "eval",
@@ -29,6 +30,12 @@ COMMANDS = (
     "models",
     "bench",
 )
+
+# old top-level spelling -> (module under mlzsl.cli, new spelling); hidden from --help
+RENAMED = {
+    "scenes": ("data_scenes", "data scenes"),
+    "verify-data": ("data_verify", "data verify"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
+    for old, (module_name, new) in RENAMED.items():
+        module = importlib.import_module(f"mlzsl.cli.{module_name}")
+        p = sub.add_parser(
+            old, description=f"{module.HELP} (now `mlzsl {new}`)"
+        )  # no help=: hidden
+        module.add_arguments(p)
+        p.set_defaults(_run=_renamed(module.run, old, new))
     return parser
+
+
+def _renamed(run: Callable[[argparse.Namespace], int], old: str, new: str) -> Callable[..., int]:
+    """``run`` behind a one-line notice that ``mlzsl old`` is now ``mlzsl new``."""
+
+    def notice_then_run(args: argparse.Namespace) -> int:
+        print(f"mlzsl {old}: note: this command is now `mlzsl {new}`", file=sys.stderr)
+        return run(args)
+
+    return notice_then_run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""``mlzsl data SOURCE ...``: turn a benchmark download into a data folder or a feature store.
+"""``mlzsl data SOURCE ...``: prepare data (the built-in scenes, benchmark downloads turned into
+data folders or feature stores) and verify a data folder.
 
 Each source is a module ``mlzsl.cli.data_<source>`` with the same shape as a top-level command
 (``NAME``, ``HELP``, ``add_arguments``, ``run``); :data:`SOURCES` lists them in help order.
@@ -10,9 +11,19 @@ import argparse
 import importlib
 
 NAME = "data"
-HELP = "prepare NUS-WIDE / Open Images from their releases, or import the peers' feature files"
+HELP = (
+    "prepare data: generate the built-in scenes, convert NUS-WIDE / Open Images releases, "
+    "import the peers' feature files, verify a data folder"
+)
 
-SOURCES = ("data_nus_wide", "data_open_images", "data_import_biam", "data_import_lesa")
+SOURCES = (
+    "data_scenes",
+    "data_nus_wide",
+    "data_open_images",
+    "data_import_biam",
+    "data_import_lesa",
+    "data_verify",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

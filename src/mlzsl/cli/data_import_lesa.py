@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlzsl.cli.data_import_biam import add_import_arguments, run_import
+from mlzsl.cli._common import add_import_arguments, run_import
 
 NAME = "import-lesa"
 HELP = "import LESA's VGG19 feature files (ZLIB TFRecords, NUS-WIDE or Open Images) into a store"
@@ -23,6 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Import the files and print a one-line summary."""
-    from mlzsl.data.peer_features import import_lesa
+    from mlzsl.store.peers import import_lesa
 
     return run_import(import_lesa, args, compression=args.compression)

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert, then report the counts and the missing images."""
     from mlzsl.cli._common import print_json
-    from mlzsl.data.nus_wide import convert_nus_wide
+    from mlzsl.datasets.nus_wide import convert_nus_wide
 
     summary = convert_nus_wide(args.root, args.out, images=args.images, show_progress=not args.json)
     if args.json:

@@ -1,7 +1,7 @@
 """``mlzsl data open-images --classes DIR --annotations DIR --images DIR --out DIR``.
 
 Converts the Open Images V4 (2018_04) download into a data folder with partial annotation
-(``labels.csv`` with ``labels`` and ``negatives``); see :mod:`mlzsl.data.open_images`.
+(``labels.csv`` with ``labels`` and ``negatives``); see :mod:`mlzsl.datasets.open_images`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert, then report the counts per split."""
     from mlzsl.cli._common import format_table, print_json
-    from mlzsl.data.open_images import convert_open_images
+    from mlzsl.datasets.open_images import convert_open_images
 
     summary = convert_open_images(
         args.classes,

@@ -1,4 +1,10 @@
-"""``mlzsl eval --checkpoint CKPT --store STORE.h5``: ZSL and GZSL metrics of a checkpoint.
+"""``mlzsl eval``: ZSL and GZSL metrics of a checkpoint on a feature store or a labelled folder.
+
+- ``--store STORE.h5 --checkpoint CKPT``: the stored features of a benchmark (as training
+  evaluates).
+- ``--data DIR [--checkpoint CKPT|NAME | --model NAME]``: a folder in the user data format,
+  scored from its images with no training (default model: ``photo``, the ready real-photo
+  model). A folder whose labels are all unseen and whose images are all test images works.
 
 On an Open Images store (dataset evaluation ``"open_images"``) both conventions are reported,
 one row each ("fast0tag (LESA convention)", "fast0tag (BiAM convention)"), and ``--json`` keys
@@ -8,27 +14,31 @@ them ``"lesa"`` and ``"biam"``; ``"selected_by"`` names the one checkpoints are 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlzsl.cli import add_threads_argument
+from mlzsl.cli import add_threads_argument, positive_int
 
 if TYPE_CHECKING:
-    from mlzsl.protocol import EvalResult
+    from mlzsl.protocol import Results
 
-CONVENTION_TITLES = {"lesa": "LESA convention", "biam": "BiAM convention"}
+Outcome = tuple[str, "Results", str | None, dict[str, Any]]
 
 NAME = "eval"
-HELP = "evaluate a checkpoint on a feature store (ZSL and GZSL)"
+HELP = "evaluate a checkpoint on a feature store or on a labelled image folder (ZSL and GZSL)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mlzsl eval``."""
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint (.pt)")
-    parser.add_argument("--store", type=Path, required=True, help="feature store (.h5)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", type=Path, help="feature store (.h5)")
+    where.add_argument("--data", type=Path, help="a data folder (vocabulary.csv, labels.csv)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", default=None, help="checkpoint (.pt) or name (photo, demo)")
+    which.add_argument("--model", default=None, help="a ready model by name (photo)")
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
     parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
     parser.add_argument("--per-label", type=Path, default=None, help="write per-label AP CSVs here")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_threads_argument(parser)
@@ -36,57 +46,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics."""
-    from mlzsl.cli._common import print_json
-    from mlzsl.data.store import FeatureStore
-    from mlzsl.engine import evaluate_checkpoint_by_convention
+    from mlzsl.cli._common import print_json, results_text
+    from mlzsl.errors import ConfigError, DataError
     from mlzsl.runtime import set_threads
 
     set_threads(args.threads)
-    name, ks, results = evaluate_checkpoint_by_convention(
-        args.checkpoint, args.store, embedder=args.embedder, split=args.split
-    )
-    if args.per_label is not None:
-        args.per_label.mkdir(parents=True, exist_ok=True)
-        for result in results.values():  # per_label[_<convention>]_{zsl,gzsl}.csv
-            result.write_per_label_csv(args.per_label)
-    variant = FeatureStore(args.store).test_variant()
-    if args.json:
-        print_json({**results_json(results), "test_set": variant})
+    if args.per_label is not None and args.per_label.exists() and not args.per_label.is_dir():
+        raise DataError(f"{args.per_label}: --per-label names a file; give a folder")
+    spec = args.checkpoint or args.model
+    if args.model is not None and args.model not in _ready_models():
+        raise ConfigError(
+            f"unknown ready model {args.model!r}; known: {', '.join(_ready_models())}"
+        )
+    if args.store is not None:
+        if spec is None:
+            raise ConfigError("--store needs --checkpoint (the model trained on such features)")
+        name, results, variant, extra = _on_store(args, spec)
     else:
-        print(results_text(name, results, ks))
-        if variant:
-            print(variant)
+        name, results, variant, extra = _on_folder(args, spec)
+    if args.per_label is not None:  # per_label[_<convention>]_{zsl,gzsl}.csv
+        results.write_per_label_csv(args.per_label)
+    if args.json:
+        print_json({**results.to_dict(), "test_set": variant, **extra})
+        return 0
+    print(results_text(name, results))
+    if variant:
+        print(variant)
+    for image, why in extra.get("skipped", []):
+        print(f"skipped {image}: {why}")
+    if "images" in extra:
+        print(f"{extra['images']} images scored in {extra['seconds']:.1f} s")
     return 0
 
 
-def results_json(results: Mapping[str, EvalResult]) -> dict[str, Any]:
-    """``{"zsl", "gzsl"}`` for one convention; ``{"lesa", "biam", "selected_by"}`` for two."""
-    from mlzsl.engine import primary_result
+def _ready_models() -> tuple[str, ...]:
+    from mlzsl.tagger import NAMED_CHECKPOINTS
 
-    if len(results) == 1:
-        return next(iter(results.values())).to_dict()
-    out: dict[str, Any] = {key: result.to_dict() for key, result in results.items()}
-    out["selected_by"] = primary_result(dict(results)).variant
-    return out
+    return tuple(n for n in NAMED_CHECKPOINTS if n != "demo")
 
 
-def results_text(name: str, results: Mapping[str, EvalResult], ks: list[int]) -> str:
-    """The results table, one row per convention named after it, and the weighted mAP."""
-    from mlzsl.cli._common import results_table
+def _on_store(args: argparse.Namespace, spec: str) -> Outcome:
+    from mlzsl.evaluation import evaluate_checkpoint
+    from mlzsl.store.feature_store import FeatureStore
+    from mlzsl.tagger import resolve_checkpoint
 
-    if len(results) == 1:
-        return results_table({name: next(iter(results.values())).to_dict()}, ks)
-    rows = {f"{name} ({CONVENTION_TITLES.get(k, k)})": r.to_dict() for k, r in results.items()}
-    lines = [results_table(rows, ks)]
-    for key, result in results.items():
-        zsl, gzsl = result.zsl, result.gzsl
-        lines.append(
-            f"{CONVENTION_TITLES.get(key, key)}: weighted mAP ZSL {_percent(zsl.weighted_map)}, "
-            f"GZSL {_percent(gzsl.weighted_map)}; images ZSL {zsl.n_images:,}, "
-            f"GZSL {gzsl.n_images:,}; labels in mAP ZSL {len(zsl.ap):,}, GZSL {len(gzsl.ap):,}"
-        )
-    return "\n".join(lines)
+    name, results = evaluate_checkpoint(
+        resolve_checkpoint(spec), args.store, embedder=args.embedder, split=args.split
+    )
+    return name, results, FeatureStore(args.store).test_variant(), {}
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None or value != value else f"{100 * value:.1f}"
+def _on_folder(args: argparse.Namespace, spec: str | None) -> Outcome:
+    from mlzsl.datasets.dataset_info import read_dataset_info
+    from mlzsl.evaluation import evaluate_folder
+    from mlzsl.tagger import Tagger, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(spec)
+    tagger = Tagger.from_checkpoint(checkpoint, embedder=args.embedder)
+    done = evaluate_folder(
+        tagger,
+        args.data,
+        split=args.split,
+        batch_size=args.batch_size,
+        show_progress=not args.json,
+    )
+    info = read_dataset_info(args.data)
+    extra = {"images": done.n_images, "skipped": done.skipped, "seconds": done.seconds}
+    name = spec or "photo"
+    return name, done.results, info.variant(done.n_images) if info is not None else None, extra

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mlzsl.cli import add_threads_argument, positive_int
 
 if TYPE_CHECKING:
-    from mlzsl.data.extract import ExtractionSummary
+    from mlzsl.store.extract import ExtractionSummary
 
 NAME = "extract"
 HELP = "extract backbone feature maps of a data folder into an HDF5 feature store (resumable)"
@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the extraction and print a summary (under torchrun, rank 0 only)."""
     from mlzsl.backbones import DEFAULT_BACKBONE
-    from mlzsl.data.extract import extract_features
     from mlzsl.runtime import set_threads
+    from mlzsl.store.extract import extract_features
 
     set_threads(args.threads)
     summary = extract_features(

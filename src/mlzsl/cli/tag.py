@@ -1,48 +1,112 @@
-"""``mlzsl tag IMAGE... --labels "red circle, blue star"``: score images against any labels."""
+"""``mlzsl tag PATH... --labels "dog, bicycle, person"``: score photos against any labels.
+
+Paths are image files or folders (searched recursively). With no ``--checkpoint`` the ready
+real-photo model is used (built on first use, no training, no network); ``--checkpoint demo`` is
+the latest ``mlzsl demo``'s. Files that are not readable images are listed at the end, never a
+crash; only when no path is a readable image is it an error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mlzsl.cli import add_threads_argument, positive_int
 
+if TYPE_CHECKING:
+    from mlzsl.tagger import TagRun
+
 NAME = "tag"
-HELP = "tag images with any labels you type (default checkpoint: the latest demo's)"
+HELP = "tag photos (files or folders) with any labels you type (default: the real-photo model)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mlzsl tag``."""
-    parser.add_argument("images", nargs="+", type=Path, help="image files")
-    parser.add_argument("--labels", required=True, help="comma-separated label names")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (.pt)")
+    parser.add_argument("paths", nargs="+", type=Path, help="image files and/or folders")
+    labels = parser.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", help="comma-separated label names, e.g. 'dog, red car'")
+    labels.add_argument("--labels-file", type=Path, help="a file of label names, one per line")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a checkpoint (.pt) or a name: photo (default, the real-photo model) or demo",
+    )
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
-    parser.add_argument("--top-k", type=positive_int, default=3, help="labels shown per image")
+    parser.add_argument("--top-k", type=positive_int, default=5, help="labels kept per image")
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="drop labels scoring below this"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
+    parser.add_argument("--out", type=Path, default=None, help="write image,label,score,rank CSV")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_threads_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Tag and print each image's best labels."""
+    """Tag, then print (or write) each image's ranked labels and the skipped files."""
     from mlzsl.cli._common import print_json
+    from mlzsl.errors import DataError
     from mlzsl.runtime import set_threads
-    from mlzsl.tagger import Tagger, latest_demo_checkpoint
+    from mlzsl.tagger import Tagger, read_labels_file, resolve_checkpoint
 
     set_threads(args.threads)
-    checkpoint = args.checkpoint or latest_demo_checkpoint()
+    labels = read_labels_file(args.labels_file) if args.labels_file else args.labels
+    if args.out is not None and args.out.is_dir():
+        raise DataError(f"{args.out}: --out names a folder; give a .csv file path")
+    checkpoint = resolve_checkpoint(args.checkpoint)
     tagger = Tagger.from_checkpoint(checkpoint, embedder=args.embedder)
-    tags = tagger.tag(args.images, args.labels, top_k=args.top_k)
+    result = tagger.tag_files(
+        args.paths,
+        labels,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        show_progress=not args.json,
+    )
+    if not result.tags:
+        first, why = result.skipped[0]
+        raise DataError(f"no readable image among {len(result.skipped)} path(s); {first}: {why}")
+    if args.out is not None:
+        write_tags_csv(args.out, result)
     if args.json:
-        print_json(
-            {
-                "checkpoint": str(checkpoint),
-                "images": {
-                    str(img): [{"label": t.label, "score": t.score} for t in row]
-                    for img, row in zip(args.images, tags, strict=True)
-                },
-            }
-        )
+        print_json({"checkpoint": str(checkpoint), **tags_json(result)})
         return 0
-    for image, row in zip(args.images, tags, strict=True):
-        print(f"{image}: " + ", ".join(f"{t.label} ({t.score:.3f})" for t in row))
+    for image, tags in result.tags.items():
+        print(f"{image}: " + (", ".join(f"{t.label} {t.score:.3f}" for t in tags) or "—"))
+    for image, why in result.skipped:
+        print(f"skipped {image}: {why}")
+    rate = len(result.tags) / max(result.seconds, 1e-9)
+    print(
+        f"{len(result.tags)} image(s) tagged, {len(result.skipped)} skipped, "
+        f"{result.seconds:.1f} s ({rate:.1f} img/s)" + (f"; wrote {args.out}" if args.out else "")
+    )
     return 0
+
+
+def tags_json(result: TagRun) -> dict[str, Any]:
+    """The JSON shape of a tagging run: labels, ranked tags per image, skipped files, seconds."""
+    return {
+        "labels": result.labels,
+        "images": {
+            str(image): [{"label": t.label, "score": t.score} for t in tags]
+            for image, tags in result.tags.items()
+        },
+        "skipped": [{"image": str(image), "reason": why} for image, why in result.skipped],
+        "seconds": result.seconds,
+    }
+
+
+def write_tags_csv(path: Path, result: TagRun) -> None:
+    """``image,label,score,rank`` rows (rank 1 = best), written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "label", "score", "rank"])
+        for image, tags in result.tags.items():
+            for rank, tag in enumerate(tags, start=1):
+                writer.writerow([str(image), tag.label, f"{tag.score:.6f}", rank])
+    os.replace(tmp, path)

@@ -38,12 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, then print the best epoch's metrics."""
-    from mlzsl.cli._common import print_json
-    from mlzsl.cli.eval import results_json, results_text
+    from mlzsl.cli._common import print_json, results_text
     from mlzsl.config import TrainConfig, load_config, model_default_config
-    from mlzsl.data.store import FeatureStore
     from mlzsl.engine import fit
     from mlzsl.runtime import set_threads
+    from mlzsl.store.feature_store import FeatureStore
 
     set_threads(args.threads)
     overrides = list(args.overrides)
@@ -56,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     else:  # the model's paper settings (configs/default/MODEL.yaml), then key=value
         config = model_default_config(args.model or TrainConfig().model, overrides)
     result = fit(config, args.store, args.out, resume=not args.no_resume, quiet=args.json)
-    results = result.results or {"default": result.best}
+    results = result.results
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
     variant = FeatureStore(args.store).test_variant()
     if args.json:
         print_json(
             {
-                **results_json(results),
+                **results.to_dict(),
                 "best_epoch": result.best_epoch,
                 "seconds": result.seconds,
                 "out": str(result.out_dir),
@@ -71,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(results_text(config.model, results, list(result.best.ks)))
+        print(results_text(config.model, results))
         if variant:
             print(variant)
-        selected = f" (selected on {result.best.variant!r})" if len(results) > 1 else ""
+        several = len(results.by_convention) > 1
+        selected = f" (selected on {results.primary_convention!r})" if several else ""
         print(f"best epoch {result.best_epoch}{selected}; run folder {result.out_dir}")
     return 0

@@ -27,6 +27,7 @@ import numpy as np
 
 from mlzsl.embeddings.base import WordVectorEmbedder, file_fingerprint
 from mlzsl.errors import DataError
+from mlzsl.labels import read_vocabulary
 
 TAGLIST_FILE = "TagList1k.txt"
 CONCEPTS_FILE = "Concepts81.txt"
@@ -70,17 +71,6 @@ class NusPickleEmbedder(WordVectorEmbedder):
 
     def _lookup(self, words: set[str]) -> Mapping[str, np.ndarray]:
         return {w: self._table[w] for w in words if w in self._table}
-
-
-def read_vocabulary(path: Path) -> list[str]:
-    """The names in a one-name-per-line file (``TagList1k.txt``), stripped, blanks skipped."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read vocabulary ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: vocabulary is not UTF-8 text") from None
-    return [name for name in (line.strip() for line in text.splitlines()) if name]
 
 
 def _vocabulary_path(pickle_path: Path, given: str | Path | None, filename: str) -> Path:

@@ -1,15 +1,17 @@
-"""Model registry: every MLZSL method as a small registered builder, timm-style.
+"""Model registry: every MLZSL method as a registered model class, timm-style.
 
 Every model shares one interface::
 
     model(features: Tensor[B, C, H, W], label_vectors: Tensor[L, E]) -> scores: Tensor[B, L]
 
 The label set is an input, never a fixed output layer, so seen, unseen and user-chosen labels all
-go through the same call. Builders take keyword-only typed arguments; ``in_channels`` (C) and
-``embed_dim`` (E, the label-vector size) are required by every builder, so engine code can call
-``create_model(name, in_channels=C, embed_dim=E, **model_kwargs)``. Builders whose layers depend on
+go through the same call. Each model is a :class:`~mlzsl.models._base.MLZSLModel` subclass
+registered with ``@register_model(name)``; its ``__init__`` takes keyword-only typed arguments,
+which are the builder's. ``in_channels`` (C) and ``embed_dim`` (E, the label-vector size) are
+required by every model, so engine code can call
+``create_model(name, in_channels=C, embed_dim=E, **model_kwargs)``. Models whose layers depend on
 the size of the feature map (``ml2p``'s token-mixing MLP) also take ``num_positions`` (P = H·W);
-:func:`model_arguments` tells which keywords a builder accepts.
+:func:`model_arguments` tells which keywords a model accepts.
 
 Every model instance carries:
 
@@ -39,6 +41,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from mlzsl.errors import ConfigError
+from mlzsl.models._base import MLZSLModel
 
 __all__ = [
     "count_parameters",
@@ -58,7 +61,10 @@ INPUTS = ("features", "images")
 
 
 def register_model(name: str, *, inputs: str = "features") -> Callable[[_Builder], _Builder]:
-    """Decorator registering a builder function under ``name``.
+    """Decorator registering a model class (or a builder function) under ``name``.
+
+    A registered :class:`MLZSLModel` subclass gets ``model_name = name``; its ``__init__``
+    signature is the builder's.
 
     Args:
         name: the registry name (``create_model(name, ...)``); must be new.
@@ -75,6 +81,8 @@ def register_model(name: str, *, inputs: str = "features") -> Callable[[_Builder
     def decorate(builder: _Builder) -> _Builder:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
+        if isinstance(builder, type) and issubclass(builder, MLZSLModel):
+            builder.model_name = name
         _MODELS[name] = builder
         _INPUTS[name] = inputs
         return builder
@@ -136,7 +144,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     missing = [k for k, d in accepted.items() if d is inspect.Parameter.empty and k not in kwargs]
     if missing:
         raise ConfigError(f"model {name!r} needs argument(s) {', '.join(missing)}")
-    hints = typing.get_type_hints(builder)
+    params = inspect.signature(builder, eval_str=True).parameters  # a class: its __init__'s
+    hints = {k: p.annotation for k, p in params.items() if p.annotation is not p.empty}
     for key, value in kwargs.items():
         if key in hints and not _matches(value, hints[key]):
             raise ConfigError(
@@ -177,7 +186,7 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
 def _import_methods() -> None:
     """Import every public module of this package: their @register_model decorators run."""
     for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "layers":
+        if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
 
 

@@ -1,65 +1,36 @@
 """BiAM: bi-level attention over image regions, scored region by region against label vectors.
 
 Paper: S. Narayan, A. Gupta, S. Khan, F. S. Khan, L. Shao, M. Shah, "Discriminative Region-based
-Multi-Label Zero-Shot Learning", ICCV 2021 (arXiv 2108.09301); code github.com/akshitac8/BiAM
-(``model.py``, ``config.py``, ``train_nus.py``), read for facts only. NUS-WIDE figures in the
-(ML)²P-Encoder comparison: ZSL mAP 25.8, GZSL 8.9.
+Multi-Label Zero-Shot Learning", ICCV 2021 (arXiv 2108.09301); release github.com/akshitac8/BiAM
+(``model.py``, ``config.py``, ``train_nus.py``), read for facts only. Every region feature is
+enriched with a region-level context (self-attention over the P = H·W regions) and a scene-level
+context (channel gating by a global scene vector); each fused region e_r scores every label as
+e_r · (W v_c), and an image's score for a label is the mean of its ``top_k`` best region scores.
+Reasons, the scene-vector substitute, sizes and the paper's optimiser: docs/models.md (biam).
 
-The bi-level attention module (BiAM) enriches every region feature with two contexts and fuses them:
+Provenance (release; paper; ours: fixed by neither)::
 
-* region level (the repository's "region contextualised block"): multi-head self-attention over the
-  P = H·W regions plus a feed-forward block, each with a residual;
-* scene level ("scene contextualised block"): the regions are gated channel-wise by
-  sigmoid(q ⊙ k), q the spatial mean of the projected regions and k a projection of a global
-  scene vector, then refined by a 3×3 conv with a residual.
-
-Each fused region e_r is scored against every label as e_r · (W v_c); the image's score for a label
-is the mean of its ``top_k`` highest region scores.
-
-Choices and their sources:
-
-* Front-end (repo ``CONV3_3``): 3×3 conv C -> ``channel_dim`` (256, repo ``--channel_dim``), then
-  ReLU, then BatchNorm (in that order, as the repo does; DESIGN §6 writes "ReLU + BN"). The repo's
-  BatchNorm has ``eps=1e-3, momentum=0.99``; in PyTorch's convention momentum 0.99 makes the running
-  statistics almost those of the last training batch (a Keras habit carried over). We keep both
-  values so that trained weights and eval behaviour match the release.
-* Region block: q, k, v, o are 1×1 convs in the repo, i.e. per-region linear maps (here
-  ``nn.Linear`` on [B, P, D], same parameters); scaled dot-product softmax attention with dropout
-  0.1 on the weights and after the output map; residual; FFN D -> 2D -> D with ReLU and a residual;
-  no layer norm (none in the repo). ``num_heads=8`` (the paper's NUS-WIDE setting; the repo's
-  ``config.py`` default is 4). The repo also sets attention logits that are exactly 0 to -1e9
-  before the softmax, a mask with no masked positions in practice; it is left out.
-* Scene block: one shared 1×1 conv (D -> D) + LeakyReLU(0.2) gives both the query map and the
-  value map (the repo applies the same conv twice); q = spatial mean; gate = sigmoid(q ⊙ k);
-  refinement = 3×3 conv + ReLU + BN (same layer kind as the front-end) with a residual.
-* **Scene vector.** BiAM computes k from the 4,096-d fc7 output of the frozen ImageNet VGG19
-  applied to the same conv5_4 map (repo ``vgg_net``: pool5, then ``classifier[0:-2]`` = fc6, ReLU,
-  dropout, fc7, ReLU), through dropout 0.2 and a learned 4,096 -> D map (repo ``w_g``).
-  ``scene="fc7"`` does exactly that on a VGG19 conv5_4 store (C = 512, 14×14): pass
-  ``vgg_weights`` = torchvision's ``vgg19-dcbb9e9d.pth`` (the file the features came from). The
-  frozen VGG19 is rebuilt from that file and is left out of state dicts and checkpoints (its 139 M
-  parameters would make every checkpoint 560 MB), so evaluating or tagging with such a checkpoint
-  needs the file at the same path. On any other backbone the fc7 vector does not exist, and
-  ``scene="pooled"`` (default) is the **documented substitute**: a learned projection C -> D of
-  the global-average-pooled input map, after the same dropout 0.2.
-* Fusion (repo ``conv_1X1``): concat [region, scene] (2D channels) -> 1×1 conv (a per-region
-  ``nn.Linear`` here) -> ``region_dim``
-  (512 in the repo, equal to VGG19's channels) -> LeakyReLU(0.2).
-* Label side: a learned affine map W: E -> ``region_dim`` on the label vectors (the repo's
-  ``nn.Linear(300, 512)``, with bias), applied to L2-normalised label vectors
-  (``normalize_labels=True``; the repo L2-normalises its GloVe vectors when loading them).
-* Pooling: mean of the ``top_k=6`` largest region scores per label (repo ``predict``); k is
-  clipped to P so small maps still work.
-* No ``num_positions`` argument: every layer is convolutional or per-region, so any H×W works
-  (the repo hard-codes 14×14 only in reshapes).
-
-Size with the defaults: 2.91 M parameters at C=512, E=300 (any H×W); 4.75 M at C=1280, E=50,
-most of it in the 3×3 front-end conv. (The release's 4,096 -> 256 fc7 map, replaced here by
-C -> 256, would add 0.92 M at C=512.)
-
-Paper optimiser (repo ``train_nus.py`` / paper): Adam, lr 1e-3, betas (0.5, 0.999), weight decay
-5e-4, batch 32, 40 epochs, cosine annealing to 2e-4 after a 3-epoch linear warm-up; ranking loss
-(:func:`mlzsl.losses.ranking_loss`).
+    choice                                              source
+    front-end 3×3 conv C -> channel_dim = 256           release ``CONV3_3``, ``--channel_dim``
+    ... then ReLU, then BN (eps 1e-3, momentum 0.99)    release (order and Keras-style values)
+    region block: q, k, v, o per-region linear maps     release (1×1 convs)
+    scaled dot-product attention, dropout 0.1, residual release
+    FFN D -> 2D -> D, ReLU, residual; no layer norm     release
+    num_heads = 8                                       paper (NUS-WIDE; repo default 4)
+    mask of exactly-zero attention logits: left out     ours (masks nothing in practice)
+    scene block: one shared 1×1 conv + LeakyReLU(0.2)   release (the same conv applied twice)
+    gate sigmoid(q * k), q the spatial mean             release
+    refinement 3×3 conv + ReLU + BN, residual           release
+    scene="fc7": frozen VGG19 fc7 of the conv5_4 map    release ``vgg_net``, dropout 0.2, ``w_g``
+    scene="pooled" (default): projection of the         ours (documented substitute: no fc7
+      average-pooled map, after dropout 0.2               on other backbones)
+    frozen VGG19 left out of state dicts                ours (560 MB checkpoints otherwise)
+    fusion concat -> per-region linear -> region_dim    release ``conv_1X1`` (512)
+      -> LeakyReLU(0.2)
+    label map W: E -> region_dim, with bias             release ``nn.Linear(300, 512)``
+    L2-normalised label vectors (normalize_labels)      release (normalised GloVe)
+    score: mean of the top_k = 6 region scores          release ``predict``; k clipped to P, ours
+    no num_positions: any H×W                           ours (the repo hard-codes 14×14)
 """
 
 from __future__ import annotations
@@ -74,11 +45,11 @@ from torch import Tensor, nn
 from mlzsl.backbones import VGG19, create_backbone
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._checks import check_inputs, check_labels
+from mlzsl.models._base import MLZSLModel
 
 __all__ = ["BiAM", "biam"]
 
-_BN_EPS, _BN_MOMENTUM = 1e-3, 0.99  # the release's BatchNorm settings (see module docstring)
+_BN_EPS, _BN_MOMENTUM = 1e-3, 0.99  # the release's BatchNorm settings (docs/models.md)
 _SCENES = ("pooled", "fc7")
 
 
@@ -141,12 +112,11 @@ class _SceneBlock(nn.Module):
         return gated + self.refine(gated)  # [B, D, H, W]
 
 
-class BiAM(nn.Module):
+@register_model("biam")
+class BiAM(MLZSLModel):
     """BiAM over a stored feature map; label vectors are mapped into the region space.
 
     Args:
-        in_channels: C, channels of the feature map.
-        embed_dim: E, the label-vector size.
         channel_dim: D, channels after the 3×3 front-end conv (attention width).
         region_dim: R, size of the fused region features and of the mapped label vectors.
         num_heads: heads of the region self-attention; must divide ``channel_dim``.
@@ -160,8 +130,6 @@ class BiAM(nn.Module):
             ``scene="fc7"``.
         normalize_labels: L2-normalise label vectors before the label map W.
     """
-
-    model_name = "biam"
 
     def __init__(
         self,
@@ -179,26 +147,18 @@ class BiAM(nn.Module):
         normalize_labels: bool = True,
     ) -> None:
         super().__init__()
-        _check(in_channels, embed_dim, channel_dim, region_dim, num_heads, top_k)
-        for name, p in (("dropout", dropout), ("scene_dropout", scene_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ConfigError(f"biam: {name} must be in [0, 1), got {p}")
-        _check_scene(scene, vgg_weights, in_channels)
-        self.config: dict[str, int | float | bool | str | None] = dict(
-            in_channels=in_channels,
-            embed_dim=embed_dim,
+        self.check_positive(
             channel_dim=channel_dim,
             region_dim=region_dim,
             num_heads=num_heads,
             top_k=top_k,
-            dropout=float(dropout),
-            scene_dropout=float(scene_dropout),
-            scene=scene,
-            vgg_weights=vgg_weights,
-            normalize_labels=normalize_labels,
         )
-        self.in_channels, self.embed_dim, self.top_k = in_channels, embed_dim, top_k
-        self.normalize_labels = normalize_labels
+        if channel_dim % num_heads:
+            raise ConfigError(f"biam: num_heads={num_heads} must divide channel_dim={channel_dim}")
+        self.check_probability(dropout=dropout, scene_dropout=scene_dropout)
+        self.check_choice("scene", scene, _SCENES)
+        _check_fc7(scene, vgg_weights, in_channels)
+        self.top_k, self.normalize_labels = top_k, normalize_labels
         self.front = _conv3x3_relu_bn(in_channels, channel_dim)
         self.region_block = _RegionBlock(dim=channel_dim, num_heads=num_heads, dropout=dropout)
         self.scene_vgg: VGG19 | None = None
@@ -216,7 +176,7 @@ class BiAM(nn.Module):
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """Fused region features: [B, C, H, W] -> [B, P, R], P = H·W."""
-        check_inputs("biam", self.in_channels, features)
+        self.check_features(features)
         h = self.front(features)  # [B, D, H, W]
         regions = self.region_block(h.flatten(2).transpose(1, 2))  # [B, P, D]
         scene = self.scene_block(h, self.scene_vector(features))  # [B, D, H, W]
@@ -244,7 +204,7 @@ class BiAM(nn.Module):
 
     def region_scores(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Per-region scores e_r · (W v_c): regions [B, P, R], labels [L, E] -> [B, P, L]."""
-        check_labels("biam", self.embed_dim, label_vectors)
+        self.check_labels(label_vectors)
         if self.normalize_labels:
             label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
         return embeddings @ self.label_map(label_vectors).T  # [B, P, L]
@@ -255,26 +215,12 @@ class BiAM(nn.Module):
         k = min(self.top_k, per_region.shape[1])
         return per_region.topk(k, dim=1).values.mean(dim=1)  # [B, L]
 
-    def forward(self, features: Tensor, label_vectors: Tensor) -> Tensor:
-        """Score every label for every image.
-
-        Args:
-            features: [B, C, H, W] feature maps.
-            label_vectors: [L, E] label vectors.
-
-        Returns:
-            [B, L] scores, each the mean of the label's ``top_k`` best region scores.
-        """
-        return self.score(self.forward_embeddings(features), label_vectors)
-
 
 _FC7 = 4096  # VGG19 fc7 width
 _VGG_PREFIX = "scene_vgg."
 
 
-def _check_scene(scene: str, vgg_weights: str | None, in_channels: int) -> None:
-    if scene not in _SCENES:
-        raise ConfigError(f"biam: scene must be one of {', '.join(_SCENES)}, got {scene!r}")
+def _check_fc7(scene: str, vgg_weights: str | None, in_channels: int) -> None:
     if scene == "fc7" and (not vgg_weights or in_channels != 512):
         raise ConfigError(
             "biam: scene='fc7' needs vgg_weights (torchvision's vgg19-dcbb9e9d.pth) and VGG19 "
@@ -303,50 +249,4 @@ def _forgive_vgg_keys(module: nn.Module, incompatible: Any) -> None:
     missing[:] = [k for k in missing if _VGG_PREFIX not in k]
 
 
-def _check(
-    in_channels: int, embed_dim: int, channel_dim: int, region_dim: int, num_heads: int, top_k: int
-) -> None:
-    sizes = dict(
-        in_channels=in_channels,
-        embed_dim=embed_dim,
-        channel_dim=channel_dim,
-        region_dim=region_dim,
-        num_heads=num_heads,
-        top_k=top_k,
-    )
-    bad = {k: v for k, v in sizes.items() if v < 1}
-    if bad:
-        raise ConfigError(f"biam: sizes must be positive, got {bad}")
-    if channel_dim % num_heads:
-        raise ConfigError(f"biam: num_heads={num_heads} must divide channel_dim={channel_dim}")
-
-
-@register_model("biam")
-def biam(
-    *,
-    in_channels: int,
-    embed_dim: int,
-    channel_dim: int = 256,
-    region_dim: int = 512,
-    num_heads: int = 8,
-    top_k: int = 6,
-    dropout: float = 0.1,
-    scene_dropout: float = 0.2,
-    scene: str = "pooled",
-    vgg_weights: str | None = None,
-    normalize_labels: bool = True,
-) -> BiAM:
-    """BiAM (Narayan et al., ICCV 2021) over a stored feature map; fc7 or pooled scene vector."""
-    return BiAM(
-        in_channels=in_channels,
-        embed_dim=embed_dim,
-        channel_dim=channel_dim,
-        region_dim=region_dim,
-        num_heads=num_heads,
-        top_k=top_k,
-        dropout=dropout,
-        scene_dropout=scene_dropout,
-        scene=scene,
-        vgg_weights=vgg_weights,
-        normalize_labels=normalize_labels,
-    )
+biam = BiAM  # the builder

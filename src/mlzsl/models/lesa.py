@@ -1,155 +1,63 @@
 """LESA: a shared multi-attention model whose attentions every label, seen or unseen, selects from.
 
 Paper: D. Huynh, E. Elhamifar, "A Shared Multi-Attention Framework for Multi-Label Zero-Shot
-Learning", CVPR 2020. Official release (TensorFlow 1): github.com/hbdat/cvpr20_LESA, files
-``core/model_share_attention.py`` (``AttentionClassifier``) and
+Learning", CVPR 2020. Release (TensorFlow 1): github.com/hbdat/cvpr20_LESA, files
+``core/model_share_attention.py`` and
 ``zeroshot_experiments/NUS_WIDE_zs_rank_Visual_Word_Attention.py`` (the NUS-WIDE settings).
+Reasons for each choice and the published figures: docs/models.md (lesa).
 
-Pipeline, shapes with B batch, C channels, C' conv channels, P = H·W regions, T attentions,
-L labels, E label-vector size::
+Pipeline (B batch, C' conv channels, P = H·W regions, T attentions, L labels, E label size)::
 
     features [B, C, H, W]
-      2×2 conv (stride 1, TF 'SAME' padding) + BN + ReLU           [B, C', H, W]    release
-      flatten to regions                                           [B, P, C']
-      attention MLP: Linear C'->C', tanh, Linear C'->T             [B, T, P] logits release
-      softmax over the P regions, attended features Σ_r α_tr x_r   [B, T, C']       release
-    label classifiers W v̂_c, v̂_c = v_c / ||v_c||                   [L, C']          release
-    attention scores ⟨f_t, W v̂_c⟩                                  [B, T, L]        release
-    score of label c = max over the T attentions                   [B, L]           release
+      2×2 conv (stride 1, TF 'SAME' padding) + BN + ReLU           [B, C', H, W]
+      attention MLP: Linear C'->C', tanh, Linear C'->T             [B, T, P] logits
+      softmax over the P regions, attended features                [B, T, C']
+    attention scores <f_t, W u_c>, u_c = v_c / ||v_c||             [B, T, L]
+    score of label c = max over the T attentions                   [B, L]
 
-Every choice and its source ("release" = read from the official code, "paper" = the CVPR text,
-"ours" = fixed by neither):
+Provenance (release: the official code; paper: the CVPR text; ours: fixed by neither)::
 
-1. Front-end conv (release ``_conv``, enabled by ``is_conv=True`` in the NUS-WIDE script):
-   ``slim.conv2d(features, 512, [2, 2], padding='SAME')`` with batch norm, i.e. a stride-1 2×2 conv
-   without bias, BN, then slim's default ReLU. TF's 'SAME' for an even kernel pads 0 before and 1
-   after, so H and W are unchanged; we pad (0, 1, 0, 1) explicitly, which works for any H×W and
-   needs no ``num_positions``. The release keeps 512 = C output channels; ``conv_channels``
-   (default ``None`` = C) sets C'. The release builds an L2 weight penalty (5e-4) on this conv but
-   does not add it to the loss (``is_regularizer=False``); not reproduced. ``use_conv=False``
-   attends directly over the input map (release ``is_conv=False``).
-2. Shared attention (release ``_attention_layer_MLP``): both layers act on bias-augmented inputs,
-   i.e. ordinary affine layers: Linear C'->C', tanh, Linear C'->T; T = 10 (release ``T=10``,
-   DESIGN §6). The attention is label-agnostic: all labels share the same T attended features.
-   Initialisation: He-normal weights (release: ``variance_scaling_initializer``, fan-in, factor 2);
-   biases zero (ours; the release draws its augmented bias rows from the same distribution).
-3. Label-driven selection (release ``_predict_frac``, paper "select among a set of shared
-   attentions"): each label scores every attended feature with its classifier W v̂_c and keeps the
-   best, ``max`` over T. W is C'×E (512×300 in the release, He-normal), no bias.
-4. Label vectors are L2-normalised and fixed (release ``normalize(vecs)``, ``trainable_vecs=False``
-   in the NUS-WIDE script; the unseen vectors are ``l2_normalize``-d too).
-5. Regularisers (release ``build_model_rank``; the paper's loss "guiding the attention to focus on
-   diverse and relevant image regions while utilizing all attention features"), added by
-   :meth:`LESA.extra_loss` with the NUS-WIDE weights of the release script:
+    choice                                          source
+    2×2 conv, no bias, + BN + ReLU, pad (0,1,0,1)   release ``_conv`` (TF 'SAME')
+    C' = C by default                               release (512); ``conv_channels`` ours
+    conv's L2 penalty (built, never added): none    release ``is_regularizer=False``
+    attention Linear C'->C', tanh, Linear C'->T     release ``_attention_layer_MLP``
+    T = 10                                          release ``T=10``
+    He-normal weights (fan-in, factor 2)            release ``variance_scaling_initializer``
+    attention biases zero                           ours
+    score = max over T of <f_t, W u_c>              release ``_predict_frac``; paper
+    W C'×E, He-normal, no bias                      release
+    label vectors fixed and L2-normalised           release ``normalize(vecs)``
+    span term, lambda_span = 0.01                   release ``_attention_ortho_span_regularizer``
+    distribution term, lambda_dist = 0.1            release ``..._distribution_soft_cardinality``
+    global term, margin 0, lambda_global = 0.001    release ``_attention_global_regularizer``
+    training (ranking loss, RMSProp; configs)       release NUS-WIDE script
 
-   * span / diversity, ``lambda_span = 0.01`` (``_attention_ortho_span_regularizer``): the
-     attention *logits* L2-normalised over regions, their T×T Gram matrix per image with the
-     diagonal zeroed, Frobenius norm over the whole batch (not a mean: as released).
-   * distribution / "utilise all attentions", ``lambda_dist = 0.1``
-     (``_attention_distribution_soft_cardinality``): softmax over T of the attention scores
-     [B, T, L], summed over each image's positive labels, squared, mean over T and B.
-     Spreading the positive labels over the attentions lowers it.
-   * global / relevance, ``lambda_global = 0.001`` (``_attention_global_regularizer``): the
-     score from the mean region feature (the "global" feature) against the attended score;
-     Σ max(0, −(s_att − s_global)·y) over the batch and labels (margin 0, as released): positives
-     must score higher from their attention than from the global feature, negatives lower.
-
-   The distribution and global terms need the targets y (+1 / −1 / 0). ``extra_loss(targets)``
-   computes all three (the trainer passes the batch's targets, through
-   :func:`mlzsl.losses.model_extra_loss`); ``extra_loss()`` without targets computes the
-   label-free span term only.
-
-Training (release NUS-WIDE script, not set here: configs do): ranking loss
-(:func:`mlzsl.losses.ranking_loss`), RMSProp lr 1e-3 (decay 0.9, momentum 0.9, epsilon 1.0),
-batch 32, lr adapted on validation F1. Published NUS-WIDE figures: ZSL mAP 19.4, F1@3 31.6,
-F1@5 28.7; GZSL mAP 5.6, F1@3 14.4, F1@5 16.8 (DESIGN §4).
+The distribution and global terms need the targets y (+1 / −1 / 0): ``extra_loss(targets)``
+computes all three (the trainer passes them through :func:`mlzsl.losses.model_extra_loss`);
+``extra_loss()`` computes the label-free span term only.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._checks import check_inputs, check_labels
+from mlzsl.models._base import MLZSLModel
+from mlzsl.models._layers import SharedAttention, he_normal, label_classifier, span_regularizer
 
 __all__ = [
     "LESA",
     "SharedAttention",
-    "check_inputs",
-    "he_normal",
-    "check_labels",
-    "check_sizes",
     "distribution_regularizer",
     "global_regularizer",
+    "he_normal",
     "lesa",
     "span_regularizer",
 ]
-
-
-def he_normal(weight: Tensor, fan_in: int) -> None:
-    """He-normal init, std = sqrt(2 / fan_in) (TF ``variance_scaling_initializer`` defaults)."""
-    nn.init.normal_(weight, std=math.sqrt(2.0 / fan_in))
-
-
-def check_sizes(model: str, in_channels: int, embed_dim: int, **positive: int) -> None:
-    """Raise :class:`ConfigError` unless every size is a positive integer."""
-    sizes = {"in_channels": in_channels, "embed_dim": embed_dim, **positive}
-    bad = {k: v for k, v in sizes.items() if v < 1}
-    if bad:
-        raise ConfigError(f"{model}: sizes must be positive, got {bad}")
-
-
-class SharedAttention(nn.Module):
-    """LESA's trunk: optional 2×2 conv + BN + ReLU, then T label-agnostic attentions over regions.
-
-    Args:
-        in_channels: C, channels of the feature map.
-        conv_channels: C', channels after the conv (``None``: C). Ignored without the conv.
-        num_attentions: T, number of attention maps.
-        use_conv: apply the 2×2 conv + BN + ReLU front-end.
-    """
-
-    def __init__(
-        self, *, in_channels: int, conv_channels: int | None, num_attentions: int, use_conv: bool
-    ) -> None:
-        super().__init__()
-        width = (conv_channels or in_channels) if use_conv else in_channels
-        self.out_channels = width
-        self.conv: nn.Module = nn.Identity()
-        if use_conv:
-            conv = nn.Conv2d(in_channels, width, kernel_size=2, bias=False)  # BN supplies the bias
-            he_normal(conv.weight, in_channels * 4)
-            self.conv = nn.Sequential(
-                nn.ZeroPad2d((0, 1, 0, 1)), conv, nn.BatchNorm2d(width), nn.ReLU()
-            )
-        self.hidden = nn.Linear(width, width)
-        self.logits = nn.Linear(width, num_attentions)
-        for layer in (self.hidden, self.logits):
-            he_normal(layer.weight, width)
-            nn.init.zeros_(layer.bias)
-
-    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """Regions and attention logits: [B, C, H, W] -> ([B, P, C'], [B, T, P])."""
-        regions = self.conv(features).flatten(2).transpose(1, 2)  # [B, P, C']
-        logits = self.logits(torch.tanh(self.hidden(regions)))  # [B, P, T]
-        return regions, logits.transpose(1, 2)  # [B, P, C'], [B, T, P]
-
-
-def span_regularizer(attention_logits: Tensor) -> Tensor:
-    """LESA's span (diversity) term from attention logits [B, T, P]: a scalar.
-
-    Off-diagonal cosine similarities between the T logit maps of each image; Frobenius norm of the
-    whole [B, T, T] stack (release ``_attention_ortho_span_regularizer``).
-    """
-    unit = F.normalize(attention_logits, dim=2)  # [B, T, P]
-    gram = unit @ unit.transpose(1, 2)  # [B, T, T]
-    off_diagonal = gram - torch.diag_embed(torch.diagonal(gram, dim1=1, dim2=2))  # [B, T, T]
-    return off_diagonal.square().sum().sqrt()
 
 
 def distribution_regularizer(attention_scores: Tensor, targets: Tensor) -> Tensor:
@@ -173,12 +81,11 @@ def global_regularizer(scores: Tensor, global_scores: Tensor, targets: Tensor) -
     return F.relu(-(scores - global_scores) * sign).sum()
 
 
-class LESA(nn.Module):
+@register_model("lesa")
+class LESA(MLZSLModel):
     """LESA: T shared attentions; each label scores them all with W v̂_c and keeps the best.
 
     Args:
-        in_channels: C, channels of the feature map.
-        embed_dim: E, the label-vector size.
         num_attentions: T, shared attention maps.
         conv_channels: C' after the 2×2 conv (``None``: C, as released).
         use_conv: apply the 2×2 conv + BN + ReLU front-end.
@@ -186,8 +93,6 @@ class LESA(nn.Module):
         lambda_dist: weight of the distribution regulariser (needs targets).
         lambda_global: weight of the global (relevance) regulariser (needs targets).
     """
-
-    model_name = "lesa"
 
     def __init__(
         self,
@@ -202,50 +107,32 @@ class LESA(nn.Module):
         lambda_global: float = 0.001,
     ) -> None:
         super().__init__()
-        check_sizes(
-            "lesa",
-            in_channels,
-            embed_dim,
+        self.check_positive(
             num_attentions=num_attentions,
             conv_channels=in_channels if conv_channels is None else conv_channels,
         )
-        if min(lambda_span, lambda_dist, lambda_global) < 0:
-            raise ConfigError("lesa: lambda_span, lambda_dist and lambda_global must be >= 0")
-        self.config: dict[str, int | float | bool | None] = dict(
-            in_channels=in_channels,
-            embed_dim=embed_dim,
-            num_attentions=num_attentions,
-            conv_channels=conv_channels,
-            use_conv=use_conv,
-            lambda_span=float(lambda_span),
-            lambda_dist=float(lambda_dist),
-            lambda_global=float(lambda_global),
+        self.check_non_negative(
+            lambda_span=lambda_span, lambda_dist=lambda_dist, lambda_global=lambda_global
         )
-        self.in_channels, self.embed_dim = in_channels, embed_dim
-        self.lambda_span, self.lambda_dist, self.lambda_global = (
-            lambda_span,
-            lambda_dist,
-            lambda_global,
-        )
+        self.lambda_span, self.lambda_dist = lambda_span, lambda_dist
+        self.lambda_global = lambda_global
         self.attention = SharedAttention(
             in_channels=in_channels,
             conv_channels=conv_channels,
             num_attentions=num_attentions,
             use_conv=use_conv,
         )
-        width = self.attention.out_channels
-        self.W = nn.Linear(embed_dim, width, bias=False)  # weight [C', E]: the release's W
-        he_normal(self.W.weight, width)
+        self.W = label_classifier(embed_dim, self.attention.out_channels)  # weight [C', E]
         self._cache: dict[str, Tensor] = {}
 
     def attention_maps(self, features: Tensor) -> Tensor:
         """Attention weights [B, T, P] of each image (each map sums to 1 over the P regions)."""
-        check_inputs("lesa", self.in_channels, features)
+        self.check_features(features)
         return self.attention(features)[1].softmax(dim=2)  # [B, T, P]
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """The T attended features of each image: [B, C, H, W] -> [B, T, C']."""
-        check_inputs("lesa", self.in_channels, features)
+        self.check_features(features)
         regions, logits = self.attention(features)  # [B, P, C'], [B, T, P]
         attended = logits.softmax(dim=2) @ regions  # [B, T, C']
         if self.training:  # for extra_loss
@@ -256,7 +143,7 @@ class LESA(nn.Module):
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] = max_t ⟨f_t, W v̂_c⟩ from attended features [B, T, C'], vectors [L, E]."""
-        check_labels("lesa", self.embed_dim, label_vectors)
+        self.check_labels(label_vectors)
         classifiers = self.W(F.normalize(label_vectors, dim=1))  # [L, C']
         attention_scores = embeddings @ classifiers.T  # [B, T, L]
         scores = attention_scores.amax(dim=1)  # [B, L]
@@ -265,18 +152,6 @@ class LESA(nn.Module):
             self._cache["scores"] = scores  # [B, L]
             self._cache["global_scores"] = self._cache["global"] @ classifiers.T  # [B, L]
         return scores
-
-    def forward(self, features: Tensor, label_vectors: Tensor) -> Tensor:
-        """Score every label for every image.
-
-        Args:
-            features: [B, C, H, W] feature maps.
-            label_vectors: [L, E] label vectors (normalised here).
-
-        Returns:
-            [B, L] scores.
-        """
-        return self.score(self.forward_embeddings(features), label_vectors)
 
     def extra_loss(self, targets: Tensor | None = None) -> Tensor | None:
         """The weighted attention regularisers of the last training forward.
@@ -314,26 +189,4 @@ class LESA(nn.Module):
         return torch.stack(terms).sum() if terms else None
 
 
-@register_model("lesa")
-def lesa(
-    *,
-    in_channels: int,
-    embed_dim: int,
-    num_attentions: int = 10,
-    conv_channels: int | None = None,
-    use_conv: bool = True,
-    lambda_span: float = 0.01,
-    lambda_dist: float = 0.1,
-    lambda_global: float = 0.001,
-) -> LESA:
-    """LESA (Huynh & Elhamifar, CVPR 2020): shared multi-attention, label-driven selection."""
-    return LESA(
-        in_channels=in_channels,
-        embed_dim=embed_dim,
-        num_attentions=num_attentions,
-        conv_channels=conv_channels,
-        use_conv=use_conv,
-        lambda_span=lambda_span,
-        lambda_dist=lambda_dist,
-        lambda_global=lambda_global,
-    )
+lesa = LESA  # the builder

@@ -4,9 +4,9 @@ Paper: Z. Liu, S. Guo, X. Lu, J. Guo, J. Zhang, Y. Zeng, F. Huo, "(ML)²P-Encode
 Channel-Class Correlation for Multi-Label Zero-Shot Learning", CVPR 2023. Official release (test
 code only, no weights): github.com/simonzmliu/cvpr23_mlzsl; module and parameter names below were
 read from ``models/Channel_MLZSL.py``, ``models/MLP_Channel.py``, ``models/Group_Attention.py`` and
-``models/vgg.py`` there. The encoder pieces are those of the feature-map variant
-(:mod:`mlzsl.models.ml2p`, whose docstring lists every released choice); this file adds the
-trainable front-end and the released parameter layout.
+``models/vgg.py`` there. The encoder blocks are the feature-map variant's (:mod:`mlzsl.models.ml2p`
+lists their provenance); this file adds the trainable front-end and the released parameter layout.
+Details and the parameter count at the released sizes: docs/models.md (ml2p_official).
 
 Shapes with B batch, S image side, G groups, E label-vector size, P = (S/32)² positions (49 at
 224)::
@@ -22,35 +22,27 @@ Shapes with B batch, S image side, G groups, E label-vector size, P = (S/32)² p
       mixer block, max over P, sigmoid                               [B, G, E]
       group attention (q kᵀ) v                                       [B, G, E]
       G scoring vectors (released stride-G interleave)               [B, G, E]
-    score of label c = max over the G vectors of ⟨vector, v_c⟩        [B, L]
+    score of label c = max over the G vectors of <vector, v_c>        [B, L]
 
-Released details kept here:
+Provenance (release: the official code; ours: fixed by neither)::
 
-* Tap transforms (release ``feature_transform_module('vgg19')``: two ``BasicMaxPooling`` and one
-  ``BasicConv``): conv without bias, ``BatchNorm2d(eps=1e-5, momentum=0.01)``, ReLU, then the
-  max-pool (none on pool5). ``BasicConv`` lives in the release's ``models/resnet.py``, which is
-  not published; ``BasicMaxPooling`` is written as a copy of it plus a pool, so we take its layout
-  (``conv``, ``bn``, momentum 0.01, no conv bias) to be the same.
-* ``project_out``: the release's ``Attention`` builds a 1×1 conv G·E -> G·E it never calls.
-  ``keep_unused_projection=True`` (default) keeps it as a parameter so released state dicts load
-  strictly; it gets no gradient and does not change any output.
-* Label vectors: the released test script scores raw GloVe for ZSL and L2-normalised GloVe for
-  GZSL. One forward call cannot know which protocol it serves, so ``label_normalization`` picks:
-  ``"raw"`` (default, the ZSL setting) or ``"l2"`` (the GZSL setting).
-* Image normalisation: the release normalises with CIFAR-10's mean/std
-  (0.4914, 0.4822, 0.4465) / (0.2023, 0.1994, 0.2010), which is already the
-  ``vgg19_bn_pyramid`` backbone spec's; the model expects images normalised that way.
-* ``interleave_groups=True`` (default) reads the G scoring vectors as the release's
-  ``out.reshape(300, G).T``.
-* Mixer sizes: the release hard-codes 49 positions (224 input); here P = (image_size // 32)² and
-  the token MLP's hidden size is ``max(1, P // 5)`` (9 at P = 49), the channel MLP's
-  ``max(1, E // 5)`` (60 at E = 300).
+    choice                                              source
+    tap transforms: conv (no bias), BN (eps 1e-5,       release ``feature_transform_module``
+      momentum 0.01), ReLU, max-pool (none on pool5)
+    pool5's ``BasicConv`` laid out as ``BasicMaxPooling`` ours (its file is not published)
+    ``project_out`` kept as an unused parameter         release (keep_unused_projection=True)
+    label_normalization "raw" (ZSL) or "l2" (GZSL)      release test script (one per protocol)
+    CIFAR-10 mean/std image normalisation               release (``vgg19_bn_pyramid`` spec)
+    interleave_groups: ``out.reshape(E, G).T``          release
+    P = (image_size // 32)², hidden max(1, P // 5),     release (hard-codes 49, ratio 5);
+      max(1, E // 5)                                      sizes from image_size, ours
+    trunk trained end to end (freeze_trunk=False)       release
 
 Parameter names: submodules carry the release's names (``vgg.features.N``, ``ft_module.K``,
 ``conv_embedding``, ``Channel_MLP.channel_attn.{temperature, qkv, qkv_dwconv, project_out}``,
 ``Channel_MLP.channel_mlp``, ``Group_Attention``). Only the mixer and group-attention internals
-differ, because they reuse :mod:`mlzsl.models.ml2p`'s modules; :func:`official_key_map` renames a
-released state dict to ours::
+differ, because they reuse the shared encoder blocks; :func:`official_key_map` renames a released
+state dict to ours::
 
     release                                   ours
     Channel_MLP.channel_mlp.layer_norm_1      Channel_MLP.channel_mlp.norm_token
@@ -59,17 +51,6 @@ released state dict to ours::
     Channel_MLP.channel_mlp.mlp_*.dense_2     Channel_MLP.channel_mlp.mlp_*.2
     Group_Attention.Linear1.dense_{1,2}       Group_Attention.query.{0,2}
     Group_Attention.Linear2.dense_{1,2}       Group_Attention.key.{0,2}
-
-Parameter count at the released sizes (S = 224, E = 300, G = 7, P = 49)::
-
-    tap transforms (convs + BN)    256·512 + 512·512 + 512·1024 + 2·2·(512 + 512 + 1024) = 921,600
-    encoder (as in ml2p.py)                                                          18,001,907
-    head                                                                             18,923,507
-    unused project_out             2100·2100 + 2100                                   4,412,100
-    head with project_out                                                            23,335,607
-    VGG19-BN trunk (features)                                                        20,035,392
-
-The paper's "about 18.9 M" is the head without ``project_out``.
 """
 
 from __future__ import annotations
@@ -84,11 +65,12 @@ from torch import Tensor, nn
 from mlzsl.backbones import VGG19BNPyramid, create_backbone
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._checks import check_labels
-from mlzsl.models.ml2p import (
+from mlzsl.models._base import MLZSLModel
+from mlzsl.models._layers import (
     ChannelCorrelationAttention,
     GroupAttention,
     MixerBlock,
+    best_vector_scores,
     channel_shuffle,
 )
 
@@ -182,30 +164,31 @@ class _ChannelMLP(nn.Module):
         return torch.sigmoid(x.amax(dim=2))  # [B, G, E]: max over positions, as released
 
 
-class ML2POfficial(nn.Module):
+@register_model("ml2p_official", inputs="images")
+class ML2POfficial(MLZSLModel):
     """(ML)²P-Encoder as released: VGG19-BN pyramid and encoder head, trained end to end.
 
     ``forward(images, label_vectors)`` follows the package interface with images as the
     "features": normalised RGB batches [B, 3, S, S] (CIFAR-10 mean/std, see the module docstring).
 
     Args:
+        in_channels: must be 3 (RGB images).
         embed_dim: E, the label-vector size (300 released).
         image_size: S, the input side; P = (S // 32)² sizes the token-mixing MLP (49 at 224).
         groups: G, channel groups (7 released).
         freeze_trunk: keep the VGG19-BN trunk fixed (no gradients, BN in eval mode); the release
             trains it end to end (default ``False``).
-        backbone_weights: a torchvision ``vgg19_bn`` file (``vgg19_bn-c79401a0.pth``) or its URL;
-            ``None`` initialises the trunk at random.
+        backbone_weights: a torchvision ``vgg19_bn`` file (``vgg19_bn-c79401a0.pth``) or its URL
+            for the ImageNet trunk; ``None`` initialises the trunk at random.
         keep_unused_projection: build the release's never-called ``project_out`` conv.
         interleave_groups: read the scoring vectors with the release's ``reshape(E, G).T``.
         label_normalization: ``"raw"`` (released ZSL scoring) or ``"l2"`` (released GZSL scoring).
     """
 
-    model_name = "ml2p_official"
-
     def __init__(
         self,
         *,
+        in_channels: int,
         embed_dim: int,
         image_size: int = 224,
         groups: int = 7,
@@ -216,19 +199,18 @@ class ML2POfficial(nn.Module):
         label_normalization: str = "raw",
     ) -> None:
         super().__init__()
-        _check_arguments(embed_dim, image_size, groups, label_normalization)
-        self.config: dict[str, int | bool | str | None] = dict(
-            in_channels=3,
-            embed_dim=embed_dim,
-            image_size=image_size,
-            groups=groups,
-            freeze_trunk=freeze_trunk,
-            backbone_weights=backbone_weights,
-            keep_unused_projection=keep_unused_projection,
-            interleave_groups=interleave_groups,
-            label_normalization=label_normalization,
-        )
-        self.embed_dim, self.groups, self.image_size = embed_dim, groups, image_size
+        if in_channels != 3:
+            raise ConfigError(
+                f"ml2p_official takes RGB images: in_channels must be 3, got {in_channels}"
+            )
+        self.check_positive(groups=groups)
+        if image_size < _STRIDE:
+            raise ConfigError(
+                f"ml2p_official: image_size must be at least {_STRIDE} (pool5 at least 1×1), "
+                f"got {image_size}"
+            )
+        self.check_choice("label_normalization", label_normalization, LABEL_NORMALIZATION)
+        self.groups, self.image_size = groups, image_size
         self.side = image_size // _STRIDE  # pool5's side
         self.freeze_trunk, self.interleave_groups = freeze_trunk, interleave_groups
         self.label_normalization = label_normalization
@@ -255,7 +237,8 @@ class ML2POfficial(nn.Module):
             self.vgg.eval()
         return self
 
-    def _check_images(self, images: Tensor) -> None:
+    def check_features(self, images: Tensor) -> None:
+        """Raise :class:`ConfigError` unless ``images`` is [B, 3, S, S'] with S // 32 fitting."""
         if (
             images.ndim != 4
             or images.shape[1] != 3
@@ -268,15 +251,8 @@ class ML2POfficial(nn.Module):
             )
 
     def forward_embeddings(self, images: Tensor) -> Tensor:
-        """The G scoring vectors of each image.
-
-        Args:
-            images: [B, 3, S, S] normalised images, S // 32 == ``image_size // 32``.
-
-        Returns:
-            [B, G, E] scoring vectors.
-        """
-        self._check_images(images)
+        """Scoring vectors [B, G, E] of images [B, 3, S, S] (S // 32 = image_size // 32)."""
+        self.check_features(images)
         taps = self.vgg.forward_taps(images)  # pool3, pool4, pool5
         maps = [t(f) for t, f in zip(self.ft_module, taps, strict=True)]  # each [B, ·, h, w]
         x = torch.cat(maps, dim=1)  # [B, 2048, h, w]
@@ -288,70 +264,9 @@ class ML2POfficial(nn.Module):
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] from scoring vectors [B, G, E] and label vectors [L, E]."""
-        check_labels("ml2p_official", self.embed_dim, label_vectors)
-        if self.label_normalization == "l2":  # the released GZSL scoring
-            label_vectors = F.normalize(label_vectors, dim=-1)
-        dots = torch.einsum("bge,le->bgl", embeddings, label_vectors)  # [B, G, L]
-        return dots.amax(dim=1)  # [B, L]
-
-    def forward(self, features: Tensor, label_vectors: Tensor) -> Tensor:
-        """Score every label for every image.
-
-        Args:
-            features: [B, 3, S, S] normalised images.
-            label_vectors: [L, E] label vectors (GloVe in the release).
-
-        Returns:
-            [B, L] scores; higher ranks a label higher.
-        """
-        return self.score(self.forward_embeddings(features), label_vectors)
+        self.check_labels(label_vectors)
+        normalize = self.label_normalization == "l2"  # the released GZSL scoring
+        return best_vector_scores(embeddings, label_vectors, normalize=normalize)
 
 
-def _check_arguments(embed_dim: int, image_size: int, groups: int, normalization: str) -> None:
-    for key, value in (("embed_dim", embed_dim), ("groups", groups)):
-        if value < 1:
-            raise ConfigError(f"ml2p_official: {key} must be a positive integer, got {value}")
-    if image_size < _STRIDE:
-        raise ConfigError(
-            f"ml2p_official: image_size must be at least {_STRIDE} (pool5 at least 1×1), "
-            f"got {image_size}"
-        )
-    if normalization not in LABEL_NORMALIZATION:
-        raise ConfigError(
-            f"ml2p_official: label_normalization must be one of {LABEL_NORMALIZATION}, "
-            f"got {normalization!r}"
-        )
-
-
-@register_model("ml2p_official", inputs="images")
-def ml2p_official(
-    *,
-    in_channels: int,
-    embed_dim: int,
-    image_size: int = 224,
-    groups: int = 7,
-    freeze_trunk: bool = False,
-    backbone_weights: str | None = None,
-    keep_unused_projection: bool = True,
-    interleave_groups: bool = True,
-    label_normalization: str = "raw",
-) -> ML2POfficial:
-    """(ML)²P-Encoder as released (Liu et al., CVPR 2023): images in; defaults are the release's.
-
-    ``in_channels`` must be 3 (RGB images). ``backbone_weights``: pass torchvision's
-    ``vgg19_bn-c79401a0.pth`` (path or URL) for the ImageNet trunk; ``None`` is a random trunk.
-    """
-    if in_channels != 3:
-        raise ConfigError(
-            f"ml2p_official takes RGB images: in_channels must be 3, got {in_channels}"
-        )
-    return ML2POfficial(
-        embed_dim=embed_dim,
-        image_size=image_size,
-        groups=groups,
-        freeze_trunk=freeze_trunk,
-        backbone_weights=backbone_weights,
-        keep_unused_projection=keep_unused_projection,
-        interleave_groups=interleave_groups,
-        label_normalization=label_normalization,
-    )
+ml2p_official = ML2POfficial  # the builder

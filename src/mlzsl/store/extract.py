@@ -20,7 +20,7 @@ torchrun each rank is a shard, shard=(RANK, WORLD_SIZE): ranks run on cuda:LOCAL
 available, meet at a barrier, and rank 0 assembles. The shard count may change between runs.
 
 The lock: assembling, and (re)initialising the parts folder, happen only under ``STORE.h5.lock``
-(:mod:`mlzsl.data._lock`: a stale lock left by a killed process is broken by the next run). Two
+(:mod:`mlzsl.store.lock`: a stale lock left by a killed process is broken by the next run). Two
 assemblers could not corrupt anything anyway: each writes its own temporary file, and the rename
 into place is atomic.
 
@@ -41,10 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
-import warnings
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,44 +51,37 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from mlzsl.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
-from mlzsl.data._lock import StoreLock, unique_name
-from mlzsl.data.dataset_info import read_dataset_info
-from mlzsl.data.store import FeatureStore, write_store
-from mlzsl.data.userdata import UserDataset, read_user_dataset
-from mlzsl.data.verify import EXCLUDED_FILE, read_exclusions
+from mlzsl.backbones.images import load_image
+from mlzsl.datasets.dataset_info import read_dataset_info
+from mlzsl.datasets.userdata import UserDataset, read_user_dataset
+from mlzsl.datasets.verify import read_exclusions
+from mlzsl.distributed import DistInfo, barrier, setup_distributed, torchrun_world
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.progress import progress
+from mlzsl.store.feature_store import write_store
+from mlzsl.store.lock import StoreLock, unique_name
+from mlzsl.store.parts import (
+    existing_store_matches,
+    load_part,
+    part_done,
+    part_path,
+    parts_owner,
+    prepare_parts,
+    remove,
+    save_part,
+    set_aside,
+)
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from mlzsl.engine import DistInfo
-
-PARTS_FORMAT = "mlzsl-parts-2"  # 2: every block file carries its job fingerprint
 EXCLUDED_PREFIX = "excluded by verify-data: "
 # ranks may reach the barrier hours apart (one rank's blocks were done by an earlier run), so the
 # default 30-minute collective timeout would kill a healthy job
 _BARRIER_TIMEOUT = timedelta(days=7)
-_PART_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
-
-
-def load_image(path: Path, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Decode ``path`` fully, squash-resize to ``size``×``size`` and normalise: float32 [3, S, S].
-
-    Raises whatever PIL or the OS raises on a bad file; callers turn that into a skip.
-    The squash resize (no crop) is what the (ML)²P and LESA/BiAM pipelines use.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            img.load()  # decode now, so truncated files fail here, not later
-            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # [S, S, 3] in 0..1
-    return ((pixels - mean) / std).transpose(2, 0, 1).copy()  # [3, S, S]
 
 
 def _reason(error: BaseException) -> str:
@@ -182,128 +172,8 @@ def _job_fingerprint(
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
-# ----------------------------------------------------------------------------- parts
-
-
-def _parts_owner(parts: Path) -> str | None:
-    """The job named by ``parts/job.json``; ``None`` without one, ``"?"`` for an unusable one."""
-    try:
-        marker = json.loads((parts / "job.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return "?"
-    if not isinstance(marker, dict) or marker.get("format") != PARTS_FORMAT:
-        return "?"  # an older layout: its blocks carry no fingerprint
-    return str(marker.get("job"))
-
-
-def _prepare_parts(job: _Job, *, replace: bool) -> bool:
-    """Make ``job.parts`` this job's folder; ``False`` when the store turned out to be finished.
-
-    The common case (the folder is already ours) takes no lock, so shards starting together
-    don't queue. Otherwise, under the lock: a folder of another job is set aside and deleted when
-    ``replace`` (a plain run), or refused (a shard: its owner may be a running shard started with
-    other settings or paths); then ``job.json`` is written, once.
-    """
-    if _parts_owner(job.parts) == job.fingerprint:
-        return True
-    with StoreLock(job.lock, wait=True):
-        if _existing_store_matches(job.out, job.fingerprint):
-            return False
-        owner = _parts_owner(job.parts)
-        if owner == job.fingerprint:  # another shard set it up while we waited
-            return True
-        if owner is not None and not replace:
-            raise DataError(
-                f"{job.parts}: holds blocks of another extraction job (other settings, data path "
-                f"or {EXCLUDED_FILE}); every shard must run the same command on the same paths; "
-                "delete the folder, or run without --shard, to start this job"
-            )
-        aside = _set_aside(job.parts) if owner is not None else None
-        job.parts.mkdir(parents=True, exist_ok=True)
-        _write_marker(job.parts, job.fingerprint)
-    _remove(aside)
-    return True
-
-
-def _write_marker(parts: Path, job: str) -> None:
-    tmp = parts / f"job.json.{unique_name()}.tmp"
-    tmp.write_text(json.dumps({"format": PARTS_FORMAT, "job": job}), encoding="utf-8")
-    os.replace(tmp, parts / "job.json")
-
-
-def _set_aside(parts: Path) -> Path | None:
-    """Rename the parts folder to a unique name, so a late writer fails instead of refilling it.
-
-    Returns the new name (for the caller to delete, outside the lock), or ``None`` if it was gone.
-    """
-    aside = parts.with_name(f"{parts.name}.{unique_name()}.old")
-    try:
-        os.rename(parts, aside)
-    except FileNotFoundError:
-        return None
-    return aside
-
-
-def _remove(folder: Path | None) -> None:
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _part_path(parts: Path, block: int) -> Path:
-    return parts / f"block-{block:08d}.npz"
-
-
-def _save_part(parts: Path, job: str, item: _Block, feats: np.ndarray) -> None:
-    """Write one block atomically; a unique temporary name lets two processes write it at once."""
-    final = _part_path(parts, item.block)
-    tmp = final.with_name(f"{final.name}.{unique_name()}.tmp")
-    with tmp.open("wb") as f:
-        np.savez(
-            f,
-            job=np.asarray(job),
-            rows=item.rows,
-            features=feats.astype(np.float16),
-            failed_rows=np.asarray([r for r, _ in item.failed], dtype=np.int64),
-            failed_reasons=np.asarray([m for _, m in item.failed], dtype=str),
-        )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
-def _part_done(parts: Path, block: int, job: str) -> bool:
-    """Whether ``block`` is saved for this job (reads only the fingerprint, not the features)."""
-    try:
-        with np.load(_part_path(parts, block)) as z:
-            return str(z["job"]) == job
-    except _PART_ERRORS:
-        return False
-
-
-def _load_part(parts: Path, block: int, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """``keys`` of a finished block; an unreadable block is deleted and reported, to be redone."""
-    path = _part_path(parts, block)
-    try:
-        with np.load(path) as z:
-            return {k: z[k] for k in keys}
-    except _PART_ERRORS as e:
-        path.unlink(missing_ok=True)
-        raise DataError(
-            f"{path}: unreadable ({_reason(e)}); removed it, rerun to redo it"
-        ) from None
-
-
 def _missing_blocks(job: _Job) -> list[int]:
-    return [b for b in range(job.n_blocks) if not _part_done(job.parts, b, job.fingerprint)]
-
-
-def _existing_store_matches(out: Path, job: str) -> bool:
-    try:
-        return FeatureStore(out).header.meta.get("job") == job
-    except DataError:
-        return False
+    return [b for b in range(job.n_blocks) if not part_done(job.parts, b, job.fingerprint)]
 
 
 # ----------------------------------------------------------------------------- computing blocks
@@ -370,7 +240,7 @@ def _compute_shard(job: _Job, shard: tuple[int, int] | None, how: _Compute) -> t
     """Compute this shard's unfinished blocks; return (blocks already done, images processed)."""
     index, count = shard or (0, 1)
     mine = range(index, job.n_blocks, count)
-    todo = [b for b in mine if not _part_done(job.parts, b, job.fingerprint)]
+    todo = [b for b in mine if not part_done(job.parts, b, job.fingerprint)]
     total = sum(len(job.block_rows(b)) for b in mine)
     n_todo = sum(len(job.block_rows(b)) for b in todo)
     desc = "extract" if shard is None else f"extract {index}/{count}"
@@ -411,9 +281,9 @@ def _forward(model: Backbone, pixels: torch.Tensor, device: torch.device) -> np.
 def _save_or_stop(job: _Job, item: _Block, feats: np.ndarray) -> bool:
     """Save a block; ``False`` when another process finished the store and removed the parts."""
     try:
-        _save_part(job.parts, job.fingerprint, item, feats)
+        save_part(job.parts, job.fingerprint, item.block, item.rows, item.failed, feats)
     except FileNotFoundError:
-        if _existing_store_matches(job.out, job.fingerprint):
+        if existing_store_matches(job.out, job.fingerprint):
             return False
         raise DataError(
             f"{job.parts}: the parts folder vanished during extraction; rerun"
@@ -459,8 +329,8 @@ class ExtractionSummary:
 
 
 def _up_to_date(job: _Job) -> ExtractionSummary:
-    if _parts_owner(job.parts) == job.fingerprint:  # recreated by a shard that started late
-        _remove(_set_aside(job.parts))
+    if parts_owner(job.parts) == job.fingerprint:  # recreated by a shard that started late
+        remove(set_aside(job.parts))
     skipped = _read_report(job.report)
     n = len(job.dataset)
     return ExtractionSummary(job.out, job.report, n, n - len(skipped), skipped, up_to_date=True)
@@ -557,34 +427,19 @@ def _resolve_device(name: str, info: DistInfo | None) -> torch.device:
 
 def _join_torchrun(shard: tuple[int, int] | None) -> DistInfo | None:
     """Join the torchrun process group when ``WORLD_SIZE`` > 1; ``None`` when not under torchrun."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if torchrun_world() <= 1:
         return None
     if shard is not None:
         raise ConfigError("shard: under torchrun every rank is a shard already; drop --shard")
-    from mlzsl.engine import setup_distributed  # here: the engine imports models and embeddings
-
-    if not dist.is_initialized():  # joined here only to give the barrier a long timeout
-        cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=_BARRIER_TIMEOUT)
-    return setup_distributed()
-
-
-def _barrier(info: DistInfo) -> None:
-    """Wait for every rank (NCCL must be told this rank's GPU)."""
-    if dist.get_backend() == "nccl":
-        dist.barrier(device_ids=[info.device.index or 0])
-    else:
-        dist.barrier()
+    return setup_distributed(timeout=_BARRIER_TIMEOUT)
 
 
 def _extract_local(job: _Job, shard: tuple[int, int] | None, how: _Compute) -> ExtractionSummary:
     """One process: the whole job, or one shard that assembles when it finds every block."""
-    if _existing_store_matches(job.out, job.fingerprint):
+    if existing_store_matches(job.out, job.fingerprint):
         return _up_to_date(job)
     job.out.parent.mkdir(parents=True, exist_ok=True)
-    if not _prepare_parts(job, replace=shard is None):
+    if not prepare_parts(job, replace=shard is None):
         return _up_to_date(job)
     reused, processed = _compute_shard(job, shard, how)
     summary = _finish(job, shard, wait=shard is None)
@@ -598,14 +453,14 @@ def _extract_torchrun(job: _Job, info: DistInfo, how: _Compute) -> ExtractionSum
     Every rank reaches both barriers whatever it finds, so none can wait for a missing peer.
     """
     shard = (info.rank, info.world)
-    done = _existing_store_matches(job.out, job.fingerprint)
+    done = existing_store_matches(job.out, job.fingerprint)
     if info.rank == 0 and not done:
         job.out.parent.mkdir(parents=True, exist_ok=True)
-        done = not _prepare_parts(job, replace=True)
-    _barrier(info)
-    done = done or _existing_store_matches(job.out, job.fingerprint)
+        done = not prepare_parts(job, replace=True)
+    barrier(info)
+    done = done or existing_store_matches(job.out, job.fingerprint)
     reused, processed = (0, 0) if done else _compute_shard(job, shard, how)
-    _barrier(info)
+    barrier(info)
     if info.rank != 0:
         summary = _unfinished(job, shard, up_to_date=done, assembling_elsewhere=not done)
         summary.is_main = False
@@ -618,11 +473,11 @@ def _extract_torchrun(job: _Job, info: DistInfo, how: _Compute) -> ExtractionSum
 def _finish(job: _Job, shard: tuple[int, int] | None, *, wait: bool) -> ExtractionSummary:
     """Assemble when every block is there; else say how many the other shards still owe."""
     missing = _missing_blocks(job)
-    if missing and _existing_store_matches(job.out, job.fingerprint):
+    if missing and existing_store_matches(job.out, job.fingerprint):
         return _up_to_date(job)  # another shard assembled while we computed
     if missing and shard is None:
         raise DataError(
-            f"{_part_path(job.parts, missing[0])}: missing after extraction "
+            f"{part_path(job.parts, missing[0])}: missing after extraction "
             "(is another job writing this store?); rerun to redo it"
         )
     if missing:
@@ -630,12 +485,12 @@ def _finish(job: _Job, shard: tuple[int, int] | None, *, wait: bool) -> Extracti
     with StoreLock(job.lock, wait=wait) as lock:
         if not lock.held:
             return _unfinished(job, shard, assembling_elsewhere=True)
-        if _existing_store_matches(job.out, job.fingerprint):
+        if existing_store_matches(job.out, job.fingerprint):
             return _up_to_date(job)
         summary = _assemble(job, lock)
         summary.shard = shard
-        aside = _set_aside(job.parts)
-    _remove(aside)
+        aside = set_aside(job.parts)
+    remove(aside)
     return summary
 
 
@@ -662,7 +517,7 @@ def _collect_rows(job: _Job, lock: StoreLock) -> tuple[np.ndarray, list[tuple[in
     rows: list[np.ndarray] = []
     failed: list[tuple[int, str]] = []
     for b in range(job.n_blocks):
-        part = _load_part(job.parts, b, ("rows", "failed_rows", "failed_reasons"))
+        part = load_part(job.parts, b, ("rows", "failed_rows", "failed_reasons"))
         rows.append(part["rows"])
         reasons = zip(part["failed_rows"], part["failed_reasons"], strict=True)
         failed += [(int(r), str(why)) for r, why in reasons]
@@ -683,7 +538,7 @@ def _write_features(
 
     def blocks() -> Iterator[np.ndarray]:
         for b in range(job.n_blocks):
-            features = _load_part(job.parts, b, ("features",))["features"]
+            features = load_part(job.parts, b, ("features",))["features"]
             lock.refresh()
             if len(features):
                 yield features

@@ -1,8 +1,9 @@
 """The benchmark vocabularies: NUS-WIDE's 925 + 81 labels and Open Images V4's 7,186 + 400.
 
-NUS-WIDE (DESIGN §7): seen = the 1,000 Flickr tags of ``TagList1k.txt`` that are not among the 81
-concepts of ``Concepts81.txt`` (925, in TagList1k order); unseen = the 81 concepts (Concepts81
-order); together the 1,006-label GZSL vocabulary in the peers' order (LESA, BiAM, (ML)²P).
+NUS-WIDE (docs/design.md, "Benchmark vocabularies"): seen = the 1,000 Flickr tags of
+``TagList1k.txt`` that are not among the 81 concepts of ``Concepts81.txt`` (925, in TagList1k
+order); unseen = the 81 concepts (Concepts81 order); together the 1,006-label GZSL vocabulary in
+the peers' order (LESA, BiAM, (ML)²P).
 
 Open Images V4, 2018_04 release as LESA and BiAM use it: seen = ``classes-trainable.txt`` (7,186
 class ids); unseen candidates = ``unseen_labels.pkl`` (2,594 ids, a pickled numpy object array);
@@ -23,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlzsl.embeddings.nus import read_vocabulary
 from mlzsl.errors import DataError
-from mlzsl.labels import LabelSet
+from mlzsl.labels import LabelSet, read_vocabulary
 
 NUS_SEEN, NUS_UNSEEN = 925, 81
 OPEN_IMAGES_SEEN, OPEN_IMAGES_CANDIDATES, OPEN_IMAGES_EVALUATED = 7186, 2594, 400

@@ -19,7 +19,7 @@ Outputs, each written under a temporary name and renamed into place:
 - ``DIR/excluded.tsv``: header ``image<TAB>reason``, one line per image whose status is not
   ``ok``; ``mlzsl extract`` leaves these images out;
 - ``DIR/verify.json`` (last): counts per split and status, and the test-set variant line
-  (:meth:`mlzsl.data.dataset_info.DatasetInfo.variant` of the usable test images).
+  (:meth:`mlzsl.datasets.dataset_info.DatasetInfo.variant` of the usable test images).
 
 Files are hashed in 1 MiB chunks by a pool of threads (hashing and PIL decoding release the GIL).
 """
@@ -40,8 +40,8 @@ from typing import Any
 
 from PIL import Image
 
-from mlzsl.data.dataset_info import DATASET_FILE, read_dataset_info
-from mlzsl.data.userdata import SPLITS, read_user_dataset
+from mlzsl.datasets.dataset_info import DATASET_FILE, read_dataset_info
+from mlzsl.datasets.userdata import SPLITS, read_user_dataset
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.progress import progress
 

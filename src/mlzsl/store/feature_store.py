@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from mlzsl import __version__
-from mlzsl.data.dataset_info import DatasetInfo, store_dataset_info
+from mlzsl.datasets.dataset_info import DatasetInfo, store_dataset_info
 from mlzsl.errors import DataError
 from mlzsl.labels import LabelSet
 

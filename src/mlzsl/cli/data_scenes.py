@@ -1,4 +1,4 @@
-"""``mlzsl scenes``: generate the built-in synthetic dataset as a user data folder."""
+"""``mlzsl data scenes``: generate the built-in synthetic dataset as a user data folder."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mlzsl.cli import positive_int
-from mlzsl.data.scenes import generate_scenes
+from mlzsl.datasets.scenes import generate_scenes
 
 NAME = "scenes"
 HELP = "generate the built-in 'scenes' dataset: coloured shapes, 80 'colour shape' labels"

@@ -1,4 +1,4 @@
-"""``mlzsl verify-data DIR``: find missing, placeholder, tiny and unreadable images."""
+"""``mlzsl data verify DIR``: find missing, placeholder, tiny and unreadable images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlzsl.cli import positive_int
 
-NAME = "verify-data"
+NAME = "verify"
 HELP = (
     "check every image of a data folder (missing, Flickr placeholders, tiny, unreadable); "
     "write manifest.csv, excluded.tsv and verify.json"
@@ -18,8 +18,8 @@ _LISTED = 20  # faulty images named on the terminal; excluded.tsv lists them all
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``mlzsl verify-data``."""
-    from mlzsl.data.verify import DEFAULT_MIN_BYTES, DEFAULT_PLACEHOLDER_MIN
+    """Arguments of ``mlzsl data verify``."""
+    from mlzsl.datasets.verify import DEFAULT_MIN_BYTES, DEFAULT_PLACEHOLDER_MIN
 
     parser.add_argument("data_dir", type=Path, help="folder with vocabulary.csv, labels.csv")
     parser.add_argument(
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Verify, print counts per split and fault, the faulty images and the test-set variant."""
     from mlzsl.cli._common import format_table, print_json
-    from mlzsl.data.verify import EXCLUDED_FILE, MANIFEST_FILE, STATUSES, verify_data
+    from mlzsl.datasets.verify import EXCLUDED_FILE, MANIFEST_FILE, STATUSES, verify_data
 
     summary = verify_data(
         args.data_dir,

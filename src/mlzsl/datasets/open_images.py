@@ -15,7 +15,7 @@ What the peers use (read from their released code):
   of which 400 are evaluated). The ``validation`` split is extracted with seen labels only and
   serves no zero-shot result; it is not converted. BiAM's log evaluates 125,436 test images
   (``paper_logs/openimages.log``), the whole official V4 test split.
-- **Vocabulary**: :mod:`mlzsl.data.vocab` (seen = ``classes-trainable.txt``, unseen = the 400
+- **Vocabulary**: :mod:`mlzsl.datasets.vocab` (seen = ``classes-trainable.txt``, unseen = the 400
   evaluated or all 2,594 candidates). Annotations of any other class are ignored and counted.
 
 Where a (image, class) pair is verified more than once, a positive wins over a negative (it was
@@ -24,7 +24,7 @@ seen at least once) and the conflict is counted. The peers instead keep whicheve
 Output folder ``out``::
 
     out/vocabulary.csv   seen then unseen, display names (repeats qualified, see vocab.py)
-    out/labels.csv       image,split,labels,negatives   (see mlzsl.data.userdata)
+    out/labels.csv       image,split,labels,negatives   (see mlzsl.datasets.userdata)
     out/dataset.json     Open Images V4, evaluation "open_images", 125,436 official test images
     out/images           a symlink to the --images folder; rows say images/<split>/<ImageID>.jpg
 
@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from mlzsl.data.dataset_info import DatasetInfo, write_dataset_info
-from mlzsl.data.userdata import write_user_dataset
-from mlzsl.data.vocab import read_open_images_vocabulary
+from mlzsl.datasets.dataset_info import DatasetInfo, write_dataset_info
+from mlzsl.datasets.userdata import write_user_dataset
+from mlzsl.datasets.vocab import read_open_images_vocabulary
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
 from mlzsl.progress import progress
@@ -177,7 +177,7 @@ def convert_open_images(
     """Write the data folder ``out`` from an Open Images V4 download (see the module docstring).
 
     Args:
-        classes: folder with the four class files of :data:`mlzsl.data.vocab.OPEN_IMAGES_FILES`.
+        classes: folder with the four class files of :data:`mlzsl.datasets.vocab.OPEN_IMAGES_FILES`.
         annotations: folder with ``<split>-annotations-human-imagelabels.csv``, flat or in
             ``<split>/`` subfolders.
         images: folder with ``<split>/<ImageID>.jpg``.

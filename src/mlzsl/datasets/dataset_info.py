@@ -29,8 +29,9 @@ class DatasetInfo:
         name: the benchmark, e.g. ``"NUS-WIDE"`` or ``"Open Images V4"``.
         official_test_images: images in the benchmark's official test set (NUS-WIDE: 107,859);
             ``None`` when there is no official count.
-        evaluation: ``"default"`` (DESIGN §4 mAP and P/R/F1@K) or ``"open_images"`` (report both
-            Open Images conventions, LESA's and BiAM's).
+        evaluation: ``"default"`` (mAP and P/R/F1@K as docs/design.md, "The protocol",
+            defines them) or ``"open_images"`` (report both Open Images conventions, LESA's and
+            BiAM's).
         source: where the copy came from (a release folder, a peer's feature file).
     """
 

@@ -23,7 +23,7 @@ copies in the wild differ), so every entry is reduced to its last two components
 ``actor/0001_2124494179.jpg``, which is also its path under ``Flickr/``. LESA's preprocessing
 matches the lists the same way, by the end of the path.
 
-Output, in ``OUT`` (see :mod:`mlzsl.data.userdata`)::
+Output, in ``OUT`` (see :mod:`mlzsl.datasets.userdata`)::
 
     OUT/images            a symbolic link to the image folder (the user format wants image
                           paths inside OUT; a link avoids copying 269,648 files)
@@ -48,13 +48,12 @@ from typing import Any
 
 import numpy as np
 
-from mlzsl.data.dataset_info import DatasetInfo, write_dataset_info
-from mlzsl.data.userdata import LABELS_FILE, write_user_dataset
-from mlzsl.data.verify import EXCLUDED_FILE, MANIFEST_FILE, SUMMARY_FILE
-from mlzsl.data.vocab import nus_label_set
-from mlzsl.embeddings.nus import read_vocabulary
+from mlzsl.datasets.dataset_info import DatasetInfo, write_dataset_info
+from mlzsl.datasets.userdata import LABELS_FILE, write_user_dataset
+from mlzsl.datasets.verify import EXCLUDED_FILE, MANIFEST_FILE, SUMMARY_FILE
+from mlzsl.datasets.vocab import nus_label_set
 from mlzsl.errors import DataError
-from mlzsl.labels import LabelSet
+from mlzsl.labels import LabelSet, read_vocabulary
 from mlzsl.progress import progress
 
 NUS_WIDE = "NUS-WIDE"

@@ -10,7 +10,7 @@ Every word is in the GloVe 6B vocabulary, so the packaged GloVe-50d embeds every
 Each image's shapes are sampled uniformly over the 80 pairs, so unseen labels appear in test
 images as often as seen ones (and are hidden on train rows by the user data format).
 
-Output is a user data folder (:mod:`mlzsl.data.userdata`): ``images/train_00000.png``, ...,
+Output is a user data folder (:mod:`mlzsl.datasets.userdata`): ``images/train_00000.png``, ...,
 ``vocabulary.csv`` and ``labels.csv``, plus ``scenes.json`` with the parameters. Everything is a
 function of the seed: image ``j`` of a split draws from ``default_rng([seed, stream, j])``,
 so the bytes do not depend on the number of workers or on the other split's size.
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mlzsl.data.userdata import LABELS_FILE, UserDataset, read_user_dataset, write_user_dataset
+from mlzsl.datasets.userdata import LABELS_FILE, UserDataset, read_user_dataset, write_user_dataset
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
 from mlzsl.progress import progress
@@ -55,6 +55,7 @@ N_UNSEEN = 20
 PARAMS_FILE = "scenes.json"
 VERSION = 1  # bump whenever the drawing changes, so older folders are regenerated
 MIN_SIZE = 32
+DEMO_IMAGE_SIZE = 160  # the scenes' own size: EfficientNet-Lite0 gives a 5×5 map
 
 # seed streams: default_rng([seed, stream, j]); keys always have 3 words (SeedSequence pads short
 # keys with zeros, so [s, 1] and [s, 1, 0] would give the same stream)
@@ -321,7 +322,7 @@ class ScenesResult:
     """What :func:`generate_scenes` did: the dataset, whether it was reused, and how long it took.
 
     Attributes:
-        dataset: the folder read back through :func:`~mlzsl.data.userdata.read_user_dataset`.
+        dataset: the folder read back through :func:`~mlzsl.datasets.userdata.read_user_dataset`.
         reused: ``True`` when a complete folder with the same parameters was found and kept.
         seconds: wall time of the call.
     """
@@ -337,7 +338,7 @@ def generate_scenes(
     seed: int = 0,
     n_train: int = 3000,
     n_test: int = 1000,
-    size: int = 160,
+    size: int = DEMO_IMAGE_SIZE,
     workers: int | None = None,
     show_progress: bool = True,
 ) -> ScenesResult:
