@@ -123,6 +123,18 @@ class TagRun:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     seconds: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``mlzsl tag --json``: labels, tags per image, skipped, seconds."""
+        return {
+            "labels": self.labels,
+            "images": {
+                str(image): [{"label": t.label, "score": t.score} for t in tags]
+                for image, tags in self.tags.items()
+            },
+            "skipped": [{"image": str(image), "reason": why} for image, why in self.skipped],
+            "seconds": self.seconds,
+        }
+
 
 class Tagger:
     """Backbone + model + embedder, ready to score images against label names.

@@ -12,7 +12,7 @@ import argparse
 import csv
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlzsl.cli import add_threads_argument, positive_int
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_tags_csv(args.out, result)
     if args.json:
-        print_json({"checkpoint": str(checkpoint), **tags_json(result)})
+        print_json({"checkpoint": str(checkpoint), **result.to_dict()})
         return 0
     for image, tags in result.tags.items():
         print(f"{image}: " + (", ".join(f"{t.label} {t.score:.3f}" for t in tags) or "—"))
@@ -84,19 +84,6 @@ def run(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s ({rate:.1f} img/s)" + (f"; wrote {args.out}" if args.out else "")
     )
     return 0
-
-
-def tags_json(result: TagRun) -> dict[str, Any]:
-    """The JSON shape of a tagging run: labels, ranked tags per image, skipped files, seconds."""
-    return {
-        "labels": result.labels,
-        "images": {
-            str(image): [{"label": t.label, "score": t.score} for t in tags]
-            for image, tags in result.tags.items()
-        },
-        "skipped": [{"image": str(image), "reason": why} for image, why in result.skipped],
-        "seconds": result.seconds,
-    }
 
 
 def write_tags_csv(path: Path, result: TagRun) -> None:
