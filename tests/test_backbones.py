@@ -83,7 +83,8 @@ def images(side: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
 
 
 def test_registry_lists_all_backbones() -> None:
-    assert list_backbones() == sorted([*NAMES, "pixels"])  # pixels: tests/test_image_models.py
+    # pixels: tests/test_image_models.py; efficientnet_lite2 (260 px): tests/test_real_photos.py
+    assert list_backbones() == sorted([*NAMES, "efficientnet_lite2", "pixels"])
     assert DEFAULT_BACKBONE == "efficientnet_lite0"
 
 

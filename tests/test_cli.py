@@ -171,7 +171,7 @@ def test_benchmark_configs_cover_every_model_and_name_unset_variables(
 ) -> None:
     shipped = {(p.parent.name, p.stem) for p in SHIPPED}
     for group in ("nus_wide", "open_images"):
-        assert {(group, m) for m in list_models()} <= shipped
+        assert {(group, m) for m in list_models(trainable=True)} <= shipped
     monkeypatch.delenv("MLZSL_NUS_VECTORS", raising=False)
     with pytest.raises(ConfigError, match=r"MLZSL_NUS_VECTORS.*not set"):
         load_config("nus_wide/lesa")
@@ -182,7 +182,7 @@ def test_benchmark_configs_cover_every_model_and_name_unset_variables(
 
 def test_every_model_has_paper_settings_and_the_demo_models_scenes_ones() -> None:
     shipped = {(p.parent.name, p.stem) for p in SHIPPED}
-    assert {("default", m) for m in list_models()} <= shipped
+    assert {("default", m) for m in list_models(trainable=True)} <= shipped
     assert {("scenes", m) for m in DEMO_MODELS} <= shipped
 
 

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     # 5 applications of the library
     "demo": 5,
     "bench": 5,
+    "server": 5,
     # 6 the command line
     "cli": 6,
     "__main__": 6,

@@ -45,7 +45,13 @@ from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.evaluation import evaluate_model, label_vectors, store_evaluation
 from mlzsl.losses import get_loss, model_extra_loss
-from mlzsl.models import create_model, model_arguments, model_inputs
+from mlzsl.models import (
+    create_model,
+    list_models,
+    model_arguments,
+    model_inputs,
+    model_trainable,
+)
 from mlzsl.progress import progress
 from mlzsl.protocol import EvalResult, Results, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
@@ -82,6 +88,12 @@ def build_model(
     Sizes the store decides (C, E and, for models that need it, P = H·W) are passed here;
     everything else comes from ``config.model_args``.
     """
+    if not model_trainable(config.model):
+        raise ConfigError(
+            f"model {config.model!r} is a ready model, not trained: use it with `mlzsl tag` or "
+            "`mlzsl eval --data` (--checkpoint photo); trainable: "
+            + ", ".join(list_models(trainable=True))
+        )
     channels, height, width = feature_shape
     sizes: dict[str, Any] = {"in_channels": channels, "embed_dim": embed_dim}
     if model_inputs(config.model) == "images":  # the store holds images (backbone "pixels")

@@ -188,7 +188,7 @@ def evaluate_folder(
     *,
     split: str = "test",
     ks: Sequence[int] | None = None,
-    batch_size: int = 16,
+    batch_size: int = 1,
     show_progress: bool = False,
 ) -> FolderEvaluation:
     """Score the ``split`` images of a user data folder against its whole vocabulary, evaluate.
@@ -219,7 +219,7 @@ def evaluate_folder(
             except DataError as e:
                 skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
         if pixels:
-            scores.append(tagger.score_pixels(torch.from_numpy(np.stack(pixels)), vectors))
+            scores.append(tagger.score_images(pixels, vectors))
         bar.update(len(chunk))
     bar.close()
     if not kept:

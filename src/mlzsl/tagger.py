@@ -16,16 +16,17 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
 
 from mlzsl.backbones import Backbone, create_backbone
-from mlzsl.backbones.images import load_image
+from mlzsl.backbones.images import RESIZE_MODES, load_image
 from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.embeddings import create_embedder, embed_labels
+from mlzsl.embeddings.base import check_labels
 from mlzsl.errors import ConfigError, DataError, LabelError
 from mlzsl.labels import read_vocabulary
 from mlzsl.progress import progress
@@ -145,6 +146,9 @@ class Tagger:
         embedder_spec: the embedder the model was trained with.
         image_size: the input side the features were extracted at.
         embed_dim: the label-vector size the model expects (checked against the embedder).
+        resize: how images are resized (:data:`mlzsl.backbones.images.RESIZE_MODES`).
+        label_prompt: a template with one ``{}`` that every label name is put in before it is
+            embedded (a ready model's class names were embedded the same way), or ``None``.
     """
 
     def __init__(
@@ -155,7 +159,12 @@ class Tagger:
         embedder_spec: str,
         image_size: int,
         embed_dim: int,
+        resize: str = "squash",
+        label_prompt: str | None = None,
     ) -> None:
+        if resize not in RESIZE_MODES:
+            raise ConfigError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+        self.resize, self.label_prompt = resize, label_prompt
         self.model, self.backbone = model.eval(), backbone.eval()
         self.embedder = create_embedder(embedder_spec)
         if self.embedder.dim != embed_dim:
@@ -178,16 +187,28 @@ class Tagger:
                 embedder_spec=embedder or ckpt["embedder"],
                 image_size=image_size,
                 embed_dim=int(ckpt["model_args"]["embed_dim"]),
+                resize=str(ckpt.get("resize") or "squash"),
+                label_prompt=ckpt.get("label_prompt"),
             )
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 
-    def load_image(self, image: str | Path) -> np.ndarray:
-        """One decoded, normalised image: float32 [3, S, S]; a bad file is an error naming it."""
+    def decode(self, source: Path | BinaryIO, *, max_pixels: int | None = None) -> np.ndarray:
+        """Pixels of an image file or file object as this model takes them: float32 [3, H, W].
+
+        Raises what :func:`mlzsl.backbones.images.load_image` raises (PIL's errors on a bad file,
+        ``ImageTooLarge`` over ``max_pixels``).
+        """
         spec = self.backbone.spec
         mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+        return load_image(
+            source, self.image_size, mean, std, max_pixels=max_pixels, resize=self.resize
+        )
+
+    def load_image(self, image: str | Path) -> np.ndarray:
+        """One decoded, normalised image: float32 [3, H, W]; a bad file is an error naming it."""
         try:
-            return load_image(Path(image), self.image_size, mean, std)
+            return self.decode(Path(image))
         except FileNotFoundError:
             raise DataError(f"{image}: image not found") from None
         except IsADirectoryError:
@@ -195,24 +216,51 @@ class Tagger:
         except Exception as e:  # PIL raises several types for non-images
             raise DataError(f"{image}: not a readable image ({type(e).__name__})") from None
 
-    def load_images(self, images: Sequence[str | Path]) -> torch.Tensor:
-        """Decode and normalise image files: [n, 3, S, S]; a bad file is an error naming it."""
-        return torch.from_numpy(np.stack([self.load_image(image) for image in images]))
+    def load_images(self, images: Sequence[str | Path]) -> list[np.ndarray]:
+        """Decode and normalise image files, each [3, H, W]; a bad file is an error naming it."""
+        return [self.load_image(image) for image in images]
 
-    def label_vectors(self, labels: Sequence[str]) -> torch.Tensor:
-        """The embedder's vectors of ``labels``: float32 [L, E] (cached on disk)."""
-        return torch.from_numpy(embed_labels(list(labels), self.embedder))
+    def label_texts(self, labels: Sequence[str]) -> list[str]:
+        """What is embedded for each label name: the name put in :attr:`label_prompt`, if any."""
+        prompt = self.label_prompt
+        return [prompt.format(name) for name in labels] if prompt else list(labels)
+
+    def label_vectors(self, labels: Sequence[str], *, disk_cache: bool = True) -> torch.Tensor:
+        """The embedder's vectors of ``labels`` (prompt applied): float32 [L, E].
+
+        ``disk_cache`` keeps them in the embedding cache on disk (a server answering anyone
+        passes ``False``, so what clients send never reaches the disk).
+        """
+        texts = self.label_texts(labels)
+        if disk_cache:
+            return torch.from_numpy(embed_labels(texts, self.embedder))
+        return torch.from_numpy(np.asarray(self.embedder.embed(check_labels(texts)), np.float32))
 
     @torch.no_grad()
     def score_pixels(self, pixels: torch.Tensor, vectors: torch.Tensor) -> np.ndarray:
-        """Scores of decoded images [n, 3, S, S] against label vectors [L, E]: float32 [n, L]."""
+        """Scores of decoded images [n, 3, H, W] against label vectors [L, E]: float32 [n, L]."""
         return self.model(self.backbone(pixels), vectors).numpy()
+
+    def score_images(self, images: Sequence[np.ndarray], vectors: torch.Tensor) -> np.ndarray:
+        """Scores of decoded images (each [3, H, W], sizes may differ): float32 [n, L].
+
+        Images of one size in a row go through the backbone together.
+        """
+        parts, start = [], 0
+        while start < len(images):
+            end = start + 1
+            while end < len(images) and images[end].shape == images[start].shape:
+                end += 1
+            pixels = torch.from_numpy(np.stack(images[start:end]))
+            parts.append(self.score_pixels(pixels, vectors))
+            start = end
+        return np.concatenate(parts) if parts else np.zeros((0, len(vectors)), np.float32)
 
     @torch.no_grad()
     def scores(self, images: Sequence[str | Path], labels: Sequence[str]) -> np.ndarray:
         """Scores of every image against every label: float32 [n, L]."""
         vectors = self.label_vectors(parse_labels(labels))  # [L, E]
-        return self.score_pixels(self.load_images(images), vectors)  # [n, L]
+        return self.score_images(self.load_images(images), vectors)  # [n, L]
 
     def tag(
         self, images: Sequence[str | Path], labels: str | Sequence[str], top_k: int = 5
@@ -221,7 +269,7 @@ class Tagger:
         if top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {top_k}")
         names = parse_labels(labels)
-        return [_ranked(row, names, top_k, None) for row in self.scores(images, names)]
+        return [rank_row(row, names, top_k, None) for row in self.scores(images, names)]
 
     def tag_files(
         self,
@@ -230,10 +278,11 @@ class Tagger:
         *,
         top_k: int = 5,
         threshold: float | None = None,
-        batch_size: int = 16,
+        batch_size: int = 1,
         show_progress: bool = False,
     ) -> TagRun:
-        """Tag files and folders (see :func:`collect_images`) in batches.
+        """Tag files and folders (see :func:`collect_images`), ``batch_size`` images per backbone
+        call (1 is fastest on a CPU).
 
         A path that is not a readable image is skipped and listed in ``TagRun.skipped``, never an
         error; ``threshold`` drops tags scoring below it.
@@ -244,7 +293,7 @@ class Tagger:
         files = collect_images(paths)
         run = TagRun(labels=parse_labels(labels))
         vectors = self.label_vectors(run.labels)  # [L, E], once for every batch
-        long_run = show_progress and len(files) > batch_size  # one batch needs no bar
+        long_run = show_progress and len(files) > max(batch_size, 8)  # a few need no bar
         bar = progress(total=len(files), desc="tag", unit="img", disable=not long_run)
         for start in range(0, len(files), batch_size):
             batch, pixels = [], []
@@ -255,19 +304,20 @@ class Tagger:
                 except DataError as e:
                     run.skipped.append((path, str(e).removeprefix(f"{path}: ")))
             if batch:
-                scores = self.score_pixels(torch.from_numpy(np.stack(pixels)), vectors)
+                scores = self.score_images(pixels, vectors)
                 for path, row in zip(batch, scores, strict=True):
-                    run.tags[path] = _ranked(row, run.labels, top_k, threshold)
+                    run.tags[path] = rank_row(row, run.labels, top_k, threshold)
             bar.update(len(files[start : start + batch_size]))
         bar.close()
         run.seconds = time.perf_counter() - started
         return run
 
 
-def _ranked(
-    row: np.ndarray, names: Sequence[str], top_k: int, threshold: float | None
+def rank_row(
+    row: np.ndarray, names: Sequence[str], top_k: int, threshold: float | None = None
 ) -> list[Tag]:
-    """The ``top_k`` best labels of one score row, best first (ties: the earlier label first)."""
+    """The ``top_k`` best labels of one score row [L], best first (ties: the earlier label first);
+    with ``threshold``, only those scoring at least that."""
     order = np.argsort(-row, kind="stable")[:top_k]
     return [Tag(names[j], float(row[j])) for j in order if threshold is None or row[j] >= threshold]
 

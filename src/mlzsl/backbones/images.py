@@ -1,4 +1,4 @@
-"""Image decoding: a file on disk -> the normalised pixels a backbone takes.
+"""Image decoding: a file on disk or in memory -> the normalised pixels a backbone takes.
 
 Feature extraction, tagging and every image-input model share this one preprocessing, so a model
 always sees pixels prepared exactly as its training features were.
@@ -8,23 +8,72 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["load_image"]
+from mlzsl.errors import DataError
+
+__all__ = ["RESIZE_MODES", "ImageTooLarge", "load_image"]
+
+RESIZE_MODES = ("squash", "shorter")
+"""``squash``: S×S whatever the aspect (the (ML)²P and LESA/BiAM pipelines); ``shorter``: the
+shorter side to S, the aspect ratio kept (the longer side at most 2·S), so objects keep their
+shape as in the ImageNet crops a classifier learned from."""
 
 
-def load_image(path: Path, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Decode ``path`` fully, squash-resize to ``size``×``size`` and normalise: float32 [3, S, S].
+class ImageTooLarge(DataError):
+    """An image whose width × height is over the ``max_pixels`` given to :func:`load_image`."""
 
-    Raises whatever PIL or the OS raises on a bad file; callers turn that into a skip or a
-    one-line error. The squash resize (no crop) is what the (ML)²P and LESA/BiAM pipelines use.
+
+def load_image(
+    source: Path | BinaryIO,
+    size: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    *,
+    max_pixels: int | None = None,
+    resize: str = "squash",
+) -> np.ndarray:
+    """Decode ``source`` fully, resize and normalise: float32 [3, H, W] ([3, S, S] when squashed).
+
+    Args:
+        source: a file path, or a binary file object (e.g. ``io.BytesIO`` of uploaded bytes).
+        size: the output side S in pixels.
+        mean: per-channel mean [3] the pixels (in 0..1) are normalised with.
+        std: per-channel standard deviation [3].
+        max_pixels: refuse an image whose header declares more than this many pixels (width ×
+            height), before decoding it: a guard against decompression bombs. ``None``: only
+            PIL's own limit applies (its ``DecompressionBombWarning``, made an error here).
+        resize: one of :data:`RESIZE_MODES`.
+
+    Raises:
+        ImageTooLarge: the image is over ``max_pixels``.
+        Exception: whatever PIL or the OS raises on a bad file; callers turn that into a skip or a
+            one-line error. The squash resize (no crop) is what the (ML)²P and LESA/BiAM pipelines
+            use.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
+        with Image.open(source) as img:  # reads the header only
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageTooLarge(
+                    f"{img.width}×{img.height} pixels is over the limit of {max_pixels:,}"
+                )
             img.load()  # decode now, so truncated files fail here, not later
-            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # [S, S, 3] in 0..1
-    return ((pixels - mean) / std).transpose(2, 0, 1).copy()  # [3, S, S]
+            rgb = img.convert("RGB")
+    rgb = rgb.resize(_output_size(rgb.size, size, resize), Image.Resampling.BILINEAR)
+    pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # [H, W, 3] in 0..1
+    return ((pixels - mean) / std).transpose(2, 0, 1).copy()  # [3, H, W]
+
+
+def _output_size(wh: tuple[int, int], size: int, resize: str) -> tuple[int, int]:
+    """(width, height) after resizing an image of ``wh`` with mode ``resize`` to side ``size``."""
+    if resize == "squash":
+        return size, size
+    if resize != "shorter":
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    width, height = wh
+    scale = min(size / min(width, height), 2 * size / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))

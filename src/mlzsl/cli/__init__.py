@@ -27,6 +27,7 @@ COMMANDS = (
     "eval",
     "compare",
     "tag",
+    "serve",
     "models",
     "bench",
 )

@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backbone",
         default=None,
-        help="efficientnet_lite0 (default), vgg19 (the peers' conv5_4), vgg19_bn_pyramid, or "
-        "pixels (normalised images, for ml2p_official)",
+        help="efficientnet_lite0 (default), efficientnet_lite2, vgg19 (the peers' conv5_4), "
+        "vgg19_bn_pyramid, or pixels (normalised images, for ml2p_official)",
     )
     parser.add_argument("--weights", default=None, help="backbone weights: a path, URL or 'random'")
     parser.add_argument("--image-size", type=positive_int, default=None, help="input side in px")

@@ -39,7 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=float, default=None, help="drop labels scoring below this"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        help="images per backbone call (1 is fastest on a CPU; raise it on a GPU)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write image,label,score,rank CSV")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_threads_argument(parser)

@@ -49,18 +49,22 @@ __all__ = [
     "list_models",
     "model_arguments",
     "model_inputs",
+    "model_trainable",
     "register_model",
 ]
 
 _Builder = TypeVar("_Builder", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _INPUTS: dict[str, str] = {}
+_READY: set[str] = set()  # registered with trainable=False
 
 
 INPUTS = ("features", "images")
 
 
-def register_model(name: str, *, inputs: str = "features") -> Callable[[_Builder], _Builder]:
+def register_model(
+    name: str, *, inputs: str = "features", trainable: bool = True
+) -> Callable[[_Builder], _Builder]:
     """Decorator registering a model class (or a builder function) under ``name``.
 
     A registered :class:`MLZSLModel` subclass gets ``model_name = name``; its ``__init__``
@@ -71,6 +75,8 @@ def register_model(name: str, *, inputs: str = "features") -> Callable[[_Builder
         inputs: ``"features"`` for models over stored feature maps [B, C, H, W] (all but the
             end-to-end variants), ``"images"`` for models that take normalised images
             [B, 3, S, S] and run their own backbone.
+        trainable: ``False`` for a ready model whose weights come from elsewhere (the real-photo
+            ``imagenet_conse``): ``mlzsl train`` refuses it and it has no training configs.
 
     Raises:
         ValueError: ``name`` is already registered (a programming error, not a user one).
@@ -85,14 +91,31 @@ def register_model(name: str, *, inputs: str = "features") -> Callable[[_Builder
             builder.model_name = name
         _MODELS[name] = builder
         _INPUTS[name] = inputs
+        if not trainable:
+            _READY.add(name)
         return builder
 
     return decorate
 
 
-def list_models(inputs: str | None = None) -> list[str]:
-    """Registered model names, sorted; ``inputs`` keeps only "features" or "images" models."""
-    return sorted(n for n in _MODELS if inputs is None or _INPUTS[n] == inputs)
+def list_models(inputs: str | None = None, *, trainable: bool | None = None) -> list[str]:
+    """Registered model names, sorted.
+
+    ``inputs`` keeps only "features" or "images" models; ``trainable`` only the models
+    ``mlzsl train`` trains (``True``) or the ready ones (``False``).
+    """
+    return sorted(
+        n
+        for n in _MODELS
+        if (inputs is None or _INPUTS[n] == inputs)
+        and (trainable is None or (n not in _READY) == trainable)
+    )
+
+
+def model_trainable(name: str) -> bool:
+    """Whether ``mlzsl train`` trains the model ``name`` (ready models are built, not trained)."""
+    _builder(name)
+    return name not in _READY
 
 
 def model_inputs(name: str) -> str:
