@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -233,10 +234,69 @@ def test_default_model_tags_the_issue_photo(cache: Path) -> None:
     from mlzsl.tagger import Tagger
 
     tagger = Tagger.from_checkpoint(real_photo_checkpoint(DEFAULT_PHOTO_MODEL))
-    recipe = PHOTO_MODELS[DEFAULT_PHOTO_MODEL]
     labels = [name.strip() for name in ISSUE_LABELS.split(",")]
-    texts = labels if getattr(tagger, "label_prompt", None) else label_texts(labels, recipe.prompt)
-    scores = tagger.scores([BROCCOLI], texts)[0]
+    scores = tagger.scores([BROCCOLI], labels)[0]
     ranked = [labels[i] for i in np.argsort(-scores)]
     assert ranked[0] == "broccoli"
     assert ranked.index("car") > 2
+
+
+def test_the_tagger_applies_the_checkpoints_resize_and_prompt(tmp_path: Path, cache: Path) -> None:
+    from PIL import Image
+
+    from mlzsl.embeddings import create_embedder
+    from mlzsl.tagger import Tagger
+
+    recipe = PHOTO_MODELS["photo-glove"]
+    path = build_photo_checkpoint(tmp_path / "photo.pt", "photo-glove")
+    tagger = Tagger.from_checkpoint(path)
+    assert (
+        (tagger.resize, tagger.label_prompt) == (recipe.resize, recipe.prompt) == ("shorter", None)
+    )
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (300, 100), (90, 120, 200)).save(wide)
+    assert tagger.load_image(wide).shape == (3, 256, 768)  # the longer side capped at 2·S
+    tall = tmp_path / "tall.png"
+    Image.new("RGB", (100, 150), (90, 120, 200)).save(tall)
+    assert tagger.load_image(tall).shape == (3, 576, 384)  # aspect kept: [3, H, W]
+    both = tagger.scores([wide, tall], ["sky", "dog"])
+    one_by_one = np.concatenate([tagger.scores([p], ["sky", "dog"]) for p in (wide, tall)])
+    np.testing.assert_allclose(both, one_by_one, rtol=1e-5)  # photos of two sizes in one call
+    tagger.label_prompt = "a photo of a {}"  # GloVe knows these words (not "dog.")
+    assert tagger.label_texts(["dog"]) == ["a photo of a dog"]
+    expected = create_embedder("glove50").embed(["a photo of a dog"])
+    np.testing.assert_allclose(tagger.label_vectors(["dog"]).numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_tag_works_on_a_fresh_install_with_no_checkpoint(
+    tmp_path: Path, cache: Path, capsys
+) -> None:
+    """The issue's "done when": `mlzsl tag PHOTO --labels ...` with no demo, training or network."""
+    from PIL import Image
+
+    from mlzsl.cli import main
+
+    image = tmp_path / "some_photo.jpg"
+    pixels = (photo(200)[0].permute(1, 2, 0) * (128 / 255) + 127 / 255).clamp(0, 1)
+    Image.fromarray((pixels.numpy() * 255).astype(np.uint8)).save(image)
+    capsys.readouterr()
+    assert main(["tag", str(image), "--labels", "dog, bicycle, person", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["checkpoint"].endswith(".pt") and "photo-" in Path(out["checkpoint"]).name
+    assert sorted(t["label"] for t in out["images"][str(image)]) == ["bicycle", "dog", "person"]
+    assert (cache / "pretrained").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BROCCOLI.is_file(), reason=f"shared real photos absent ({REAL_PHOTOS})")
+def test_default_model_reaches_the_target_on_the_real_photos(cache: Path, capsys) -> None:
+    """`mlzsl eval --data real_photos_dev` with the default model: ZSL mAP >= 52 (the issue's
+    target; 52.2 measured, see benchmarks/README.md)."""
+    from mlzsl.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", "--data", str(REAL_PHOTOS), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 126 and out["skipped"] == []
+    assert out["zsl"]["mAP"] >= 52.0, out["zsl"]

@@ -176,7 +176,9 @@ class Tagger:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, embedder: str | None = None) -> Tagger:
-        """Load a checkpoint written by ``mlzsl train`` (``embedder`` overrides its embedder)."""
+        """Load a checkpoint: a file (``mlzsl train``'s ``best.pt``) or a name of
+        :data:`NAMED_CHECKPOINTS` (``"photo"``); ``embedder`` overrides its embedder."""
+        path = resolve_checkpoint(path)
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(ckpt)
         image_size = int(ckpt.get("image_size") or ckpt["backbone"].get("image_size"))

@@ -80,7 +80,7 @@ _KINDS: dict[str, _Kind] = {
     ),
     "minilm": _Kind(
         "minilm",
-        "all-MiniLM-L6-v2 sentence encoder, 384-d, packaged; needs pip install 'mlzsl[sentence]'",
+        "all-MiniLM-L6-v2 sentence encoder, 384-d, packaged (default install)",
         lambda _: MiniLMEmbedder(),
         takes_argument=False,
     ),
