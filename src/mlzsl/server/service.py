@@ -129,11 +129,15 @@ def model_card(ckpt: dict[str, Any], path: Path, tagger: Tagger, name: str) -> d
         )
     else:
         epochs, best = config.get("epochs"), ckpt.get("epoch")
+        store: dict[str, Any] = ckpt["store"] if isinstance(ckpt.get("store"), dict) else {}
+        where = store.get("dataset") or store.get("file") or "a feature store"
+        images: dict[str, Any] = store["images"] if isinstance(store.get("images"), dict) else {}
         trained_on = (
-            f"a feature store of {n_labels:,} labels ({n_seen:,} seen in training, "
+            f"{where}: {n_labels:,} labels ({n_seen:,} seen in training, "
             f"{n_labels - n_seen:,} unseen)"
+            + (f", {images['train']:,} training images" if images.get("train") else "")
             + (f", {epochs} epoch(s)" if isinstance(epochs, int) else "")
-            + (f", this one saved at epoch {best + 1}" if isinstance(best, int) else "")
+            + (f", this one saved after epoch {best}" if isinstance(best, int) else "")
             + (f", {config['loss']} loss" if config.get("loss") else "")
         )
     parameters = sum(p.numel() for p in tagger.model.parameters())
