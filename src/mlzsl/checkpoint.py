@@ -17,6 +17,7 @@ target, so a killed write never leaves a checkpoint that looks whole.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors and plain types only, so loading never runs code
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e):  # a global torch's safe unpickler does not admit
+            raise DataError(
+                f"{path}: refused: it holds objects that would run code when loaded; "
+                "load only checkpoints you trust or made (mlzsl writes tensors and plain types)"
+            ) from None
+        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     except Exception as e:  # torch raises many types for a damaged or foreign file
         raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

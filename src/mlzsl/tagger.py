@@ -29,17 +29,19 @@ from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.embeddings.base import check_labels
 from mlzsl.errors import ConfigError, DataError, LabelError
 from mlzsl.labels import read_vocabulary
+from mlzsl.pretrained import DEFAULT_PHOTO_MODEL, PHOTO_MODELS, real_photo_checkpoint
 from mlzsl.progress import progress
 from mlzsl.runtime import cache_home
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """The file endings a folder given to :meth:`Tagger.tag_files` is searched for (any case)."""
 
-DEFAULT_CHECKPOINT = "photo"
+DEFAULT_CHECKPOINT = DEFAULT_PHOTO_MODEL
 NAMED_CHECKPOINTS = {
-    "photo": "the ready real-photo model (ImageNet classifier + label vectors, no training)",
+    **{name: recipe.description for name, recipe in PHOTO_MODELS.items()},
     "demo": "the checkpoint of the latest `mlzsl demo` (scenes: coloured shapes)",
 }
+"""Checkpoints known by name: the ready real-photo models (built on first use) and the demo's."""
 
 
 def parse_labels(text: str | Sequence[str]) -> list[str]:
@@ -60,10 +62,8 @@ def resolve_checkpoint(spec: str | Path | None) -> Path:
     """The checkpoint file a ``--checkpoint`` value names: a path or a name of
     :data:`NAMED_CHECKPOINTS` (``None``: :data:`DEFAULT_CHECKPOINT`)."""
     name = DEFAULT_CHECKPOINT if spec is None else str(spec)
-    if name == "photo":
-        from mlzsl.pretrained import real_photo_checkpoint
-
-        return real_photo_checkpoint()
+    if name in PHOTO_MODELS:
+        return real_photo_checkpoint(name)
     if name == "demo":
         return latest_demo_checkpoint()
     path = Path(name).expanduser()

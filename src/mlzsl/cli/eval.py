@@ -34,8 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--store", type=Path, help="feature store (.h5)")
     where.add_argument("--data", type=Path, help="a data folder (vocabulary.csv, labels.csv)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", default=None, help="checkpoint (.pt) or name (photo, demo)")
-    which.add_argument("--model", default=None, help="a ready model by name (photo)")
+    which.add_argument(
+        "--checkpoint", default=None, help="checkpoint (.pt) or name (photo, demo, ...)"
+    )
+    which.add_argument(
+        "--model", default=None, help="a ready model: photo, photo-fast, photo-glove"
+    )
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
     parser.add_argument("--split", default="test", choices=("train", "test"))
     add_batch_size_argument(parser)

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         default=None,
-        help="a checkpoint (.pt) or a name: photo (default, the real-photo model) or demo",
+        help="a checkpoint (.pt) or a name: photo (default, the real-photo model), photo-fast, "
+        "photo-glove or demo",
     )
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
     parser.add_argument("--top-k", type=positive_int, default=5, help="labels kept per image")
