@@ -200,6 +200,9 @@ def test_demo_end_to_end_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     saved = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert set(saved["results"]["ml2p"]) == {"zsl", "gzsl"}
     assert result.tags and all(len(t["top3"]) == 3 for t in result.tags)
+    # the first model's run gets its HTML report, pictures beside it
+    assert result.report == tmp_path / "demo" / "runs" / DEMO_MODELS[0] / "report.html"
+    assert result.report.read_text().count("data:image/png;base64,") == 4
     # `mlzsl tag --checkpoint demo` now uses this demo's ml2p checkpoint
     image = tmp_path / "demo" / "scenes" / result.tags[0]["image"]
     assert (

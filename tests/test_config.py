@@ -127,8 +127,34 @@ def test_wrong_type_in_a_file_names_the_file_and_the_key(tmp_path: Path) -> None
     _one_line_naming(error, path)
 
 
-def test_yaml_duplicate_key_keeps_the_last(tmp_path: Path) -> None:
-    assert load_config(_write(tmp_path / "dup.yaml", "lr: 1\nlr: 2\n")).lr == 2.0
+@pytest.mark.parametrize(
+    "text, key, line, first",
+    [
+        ("epochs: 1\nlr: 0.1\nepochs: 50\n", "epochs", 3, 1),
+        ("model_args:\n  groups: 2\n  groups: 4\n", "groups", 3, 2),
+        ("lr: 1\nlr: 1\n", "lr", 2, 1),  # even the same value: one of them is a slip
+    ],
+)
+def test_yaml_duplicate_key_is_rejected_naming_key_and_line(
+    tmp_path: Path, text: str, key: str, line: int, first: int
+) -> None:
+    path = _write(tmp_path / "dup.yaml", text)
+    with pytest.raises(ConfigError, match=f"duplicated key '{key}'") as e:
+        load_config(path)
+    message = _one_line_naming(e, path)
+    assert message.startswith(f"{path}:{line}:") and f"first at line {first}" in message
+
+
+def test_an_override_error_blames_the_override_not_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "ok.yaml", "epochs: 3\nmodel_args: {groups: 2}\n")
+    for override, key in (("epochs=ten", "epochs"), ("model_args=3", "model_args")):
+        with pytest.raises(ConfigError, match=key) as e:
+            load_config(path, [override])
+        assert str(e.value).startswith(f"override {override!r}: "), e.value
+        assert str(path) not in str(e.value)
+    with pytest.raises(ConfigError) as e:  # the file's own error still names the file
+        load_config(_write(tmp_path / "bad.yaml", "epochs: ten\n"), ["lr=0.1"])
+    assert str(e.value).startswith(str(tmp_path / "bad.yaml"))
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -235,7 +261,7 @@ def test_nested_override_onto_a_non_mapping_is_a_config_error(tmp_path: Path) ->
 def test_bad_values_are_named_with_key_and_value(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as error:
         load_config(None, [override])
-    assert str(error.value).startswith("config: ")  # no file: the message says "config"
+    assert str(error.value).startswith(f"override {override!r}: ")  # the override is named
     assert "\n" not in str(error.value)
 
 
@@ -318,7 +344,7 @@ def test_unset_env_reference_names_the_variable_the_key_and_the_file(
         load_config(path)
     message = _one_line_naming(e, path)
     assert "not set" in message and "export MLZSL_TEST_UNSET" in message
-    with pytest.raises(ConfigError, match=r"^config: embedder uses \$\{MLZSL_TEST_UNSET\}"):
+    with pytest.raises(ConfigError, match=r"^override .*: embedder uses \$\{MLZSL_TEST_UNSET\}"):
         load_config(None, ["embedder=glove:${MLZSL_TEST_UNSET}"])
     # overriding the key that names the variable removes the need for it
     path2 = _write(tmp_path / "unset2.yaml", "embedder: nus:${MLZSL_TEST_UNSET}\n")

@@ -23,9 +23,11 @@ LAYERS: dict[str, int] = {
     "config": 0,
     "distributed": 0,
     "metrics": 0,
+    "safe_pickle": 0,
     # 1 building blocks, each on its own: the protocol, label vectors, backbones, data sources
     "protocol": 1,
     "compare": 1,
+    "tags": 1,
     "embeddings": 1,
     "backbones": 1,
     "datasets": 1,
@@ -35,6 +37,9 @@ LAYERS: dict[str, int] = {
     "store": 2,
     # 3 inference: checkpoints, scoring and evaluation, the tagger, ready-made models
     "checkpoint": 3,
+    "card": 3,
+    "export": 3,
+    "onnx_runtime": 3,
     "evaluation": 3,
     "tagger": 3,
     "pretrained": 3,
@@ -43,12 +48,13 @@ LAYERS: dict[str, int] = {
     # 5 applications of the library
     "demo": 5,
     "bench": 5,
+    "report": 5,
     "server": 5,
     # 6 the command line
     "cli": 6,
     "__main__": 6,
 }
-INFERENCE = ("tagger", "pretrained", "evaluation", "checkpoint")
+INFERENCE = ("tagger", "pretrained", "evaluation", "checkpoint", "card")
 
 
 def _unit(module: str) -> str:

@@ -169,7 +169,12 @@ def test_the_checkpoint_names_its_training_store(trained) -> None:
     from mlzsl.checkpoint import load_checkpoint
 
     store = load_checkpoint(trained["ckpt"])["store"]
-    assert store == {"file": "s.h5", "dataset": None, "images": {"train": 48, "test": 24}}
+    assert store == {
+        "file": "s.h5",
+        "dataset": None,
+        "images": {"train": 48, "test": 24},
+        "test_set": None,  # a store of no known benchmark names no variant
+    }
 
 
 def test_eval_store_without_checkpoint_is_one_line(trained, capsys) -> None:

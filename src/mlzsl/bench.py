@@ -82,13 +82,16 @@ def quality(
     """Train every model for ``seeds`` seeds on one scenes extraction; see the module docstring."""
 
     out = Path(out)
+    names = list(models or list_models())
+    for name in names:  # every model and override checked before anything is written
+        model_inputs(name)
+        bench_config(name, [*overrides, "seed=0"])
     generate_scenes(out / "scenes", n_train=n_train, n_test=n_test, show_progress=not quiet)
     stores = {"features": out / "features.h5", "images": out / "pixels.h5"}
     extraction = {
         "features": (DEFAULT_BACKBONE, DEMO_IMAGE_SIZE),
         "images": ("pixels", PIXELS_SIZE),
     }
-    names = list(models or list_models())
     for inputs in sorted({model_inputs(n) for n in names}):  # only the stores some model needs
         backbone, size = extraction[inputs]
         extract_features(

@@ -400,22 +400,31 @@ def _match_by_position(run: PerLabelTable, reference: PerLabelTable) -> dict[str
 # ----------------------------------------------------------------------------- plot
 
 
-def plot_comparison(comparison: Comparison, path: str | Path) -> None:
+def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     """Write a PNG: reference vs run AP per label with y = x, and the sorted differences.
 
     Args:
         comparison: from :func:`compare_tables`.
-        path: the PNG to write (its folder is created if missing).
+        path: the PNG to write (its folder is created if missing); without a suffix ``.png``
+            is added, as matplotlib would.
+
+    Returns:
+        The path written.
 
     Raises:
-        DataError: the file cannot be written.
+        DataError: ``path`` is a folder, has a suffix matplotlib cannot write, or the file
+            cannot be written.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; name the plot file, e.g. {path / 'compare.png'}")
+    if not path.suffix:
+        path = path.with_name(f"{path.name}.png")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
     run_name, ref_name = comparison.run_path.name, comparison.reference_path.name
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
     _scatter(left, comparison)
@@ -427,8 +436,11 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> None:
         fig.savefig(path, dpi=110)
     except OSError as e:
         raise DataError(f"{path}: cannot write the plot ({e.strerror or e})") from None
+    except ValueError as e:  # a suffix matplotlib has no writer for
+        raise DataError(f"{path}: cannot write the plot ({e})") from None
     finally:
         plt.close(fig)
+    return path
 
 
 def _scatter(ax: Any, comparison: Comparison, n_named: int = 3) -> None:

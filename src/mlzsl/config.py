@@ -130,30 +130,49 @@ def _field_types() -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig:
-    """Build a validated :class:`TrainConfig` from a mapping (unknown keys rejected)."""
+def config_from_dict(
+    data: dict[str, Any], where: str = "config", origins: dict[str, str] | None = None
+) -> TrainConfig:
+    """Build a validated :class:`TrainConfig` from a mapping (unknown keys rejected).
+
+    ``origins`` names where a key came from when not from ``where`` (a command-line override),
+    keyed by ``key`` or ``model_args.KEY``; an error blames that origin.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of settings at the top level")
+    origins = origins or {}
+
+    def at(name: str) -> str:
+        return origins.get(name) or origins.get(name.split(".")[0]) or where
+
     types_ = _field_types()
     unknown = sorted(set(data) - set(types_))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(types_)})")
-    values = {k: _check_type(k, v, types_[k], where) for k, v in data.items()}
+        raise ConfigError(
+            f"{at(unknown[0])}: unknown key {unknown[0]!r} (known: {', '.join(types_)})"
+        )
+    values = {k: _check_type(k, v, types_[k], at(k)) for k, v in data.items()}
     if "embedder" in values:
-        values["embedder"] = _expand_env(values["embedder"], "embedder", where)
+        values["embedder"] = _expand_env(values["embedder"], "embedder", at("embedder"))
     if "model_args" in values:
         values["model_args"] = {
-            k: _expand_env(v, f"model_args.{k}", where) for k, v in values["model_args"].items()
+            k: _expand_env(v, f"model_args.{k}", at(f"model_args.{k}"))
+            for k, v in values["model_args"].items()
         }
     for key, allowed in _CHOICES.items():
         if key in values and values[key] not in allowed:
-            raise ConfigError(f"{where}: {key} must be one of {allowed}, got {values[key]!r}")
+            raise ConfigError(f"{at(key)}: {key} must be one of {allowed}, got {values[key]!r}")
     config = TrainConfig(**values)
     for key in ("batch_size", "epochs", "eval_every"):
         if getattr(config, key) < 1:
-            raise ConfigError(f"{where}: {key} must be at least 1")
-    if not (config.lr > 0 and config.warmup_epochs >= 0 and config.workers >= 0):  # NaN fails
-        raise ConfigError(f"{where}: lr must be > 0, warmup_epochs and workers ≥ 0")
+            raise ConfigError(f"{at(key)}: {key} must be at least 1")
+    for key, ok in (
+        ("lr", config.lr > 0),  # NaN fails
+        ("warmup_epochs", config.warmup_epochs >= 0),
+        ("workers", config.workers >= 0),
+    ):
+        if not ok:
+            raise ConfigError(f"{at(key)}: lr must be > 0, warmup_epochs and workers ≥ 0")
     return config
 
 
@@ -162,8 +181,27 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> TrainConfig
 _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping names one key twice (YAML would silently keep the last value)."""
+
+    def __init__(self, key: str, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(problem=f"duplicated key {key!r}", problem_mark=again)
+        self.key, self.first_line, self.line = key, first.line + 1, again.line + 1
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, plus floats in exponent notation without a dot."""
+    """PyYAML's safe loader, plus floats in exponent notation without a dot, and a duplicated
+    key in a mapping is an error instead of the last value silently winning."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[tuple[str, str], yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                ident = (key_node.tag, key_node.value)
+                if ident in first:
+                    raise _DuplicateKey(key_node.value, first[ident], key_node.start_mark)
+                first[ident] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
@@ -218,6 +256,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
         except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        except _DuplicateKey as e:
+            raise ConfigError(
+                f"{path}:{e.line}: duplicated key {e.key!r} (first at line {e.first_line}); "
+                "keep one"
+            ) from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f":{mark.line + 1}" if mark is not None else ""
@@ -225,20 +268,24 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         data = loaded if loaded is not None else {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    origins: dict[str, str] = {}  # key -> the override that set it, so errors blame it
     for text in overrides:
         keys, value = parse_override(text)
         if keys[0] in ("model_args", "optimizer_args") and len(keys) == 2:
             current = data.get(keys[0]) or {}
             if not isinstance(current, dict):
-                raise ConfigError(f"{where}: {keys[0]} must be a mapping, got {current!r}")
+                blame = origins.get(keys[0], where)
+                raise ConfigError(f"{blame}: {keys[0]} must be a mapping, got {current!r}")
             data[keys[0]] = {**current, keys[1]: value}
         elif len(keys) == 1:
             data[keys[0]] = value
+            origins = {k: v for k, v in origins.items() if not k.startswith(f"{keys[0]}.")}
         else:
             raise ConfigError(
                 f"override {text!r}: only model_args.KEY and optimizer_args.KEY may be nested"
             )
-    return config_from_dict(data, where)
+        origins[".".join(keys)] = f"override {text!r}"
+    return config_from_dict(data, where, origins)
 
 
 def packaged_config(group: str, model: str) -> Path:

@@ -3,7 +3,8 @@
 Everything runs offline on a laptop CPU: the built-in scenes data, the packaged EfficientNet-Lite0
 backbone and the packaged GloVe 6B 50-d vectors. The run folder keeps the data, the store, each
 model's run (checkpoints, resolved config, per-label CSVs, metric history, TensorBoard), the
-comparison (``results.json``, ``comparison.png``) and a few tagged test images.
+comparison (``results.json``, ``comparison.png``), a few tagged test images and the HTML
+report of the first model's run (``runs/ml2p/report.html``, :mod:`mlzsl.report`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
 from mlzsl.engine import fit
 from mlzsl.evaluation import label_vectors, predict_scores
 from mlzsl.labels import LabelSet
+from mlzsl.report import write_report
 from mlzsl.store.extract import extract_features
 from mlzsl.store.feature_store import FeatureStore
 from mlzsl.tagger import Tagger, remember_demo_checkpoint
@@ -41,6 +43,7 @@ class DemoResult:
     tags: list[dict[str, Any]] = field(default_factory=list)
     top1_present: float = float("nan")
     ks: list[int] = field(default_factory=lambda: [3, 5])
+    report: Path | None = None  # the HTML report of the first model's run (mlzsl report)
 
 
 def run_demo(
@@ -79,6 +82,7 @@ def run_demo(
         )
     )
     plot_comparison(results, out / "comparison.png")
+    result.report = write_report(out / "runs" / models[0]).html
     return result
 
 

@@ -191,17 +191,30 @@ def _rng_state() -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np_state = state["numpy"]
-    np.random.set_state(
-        (
+    if isinstance(np_state, dict):
+        np_state = (
             np_state["name"],
             np_state["keys"].numpy().astype(np.uint32),
             np_state["pos"],
             np_state["has_gauss"],
             np_state["gauss"],
         )
-    )
+    np.random.set_state(np_state)  # a tuple: a last.pt written before the dict form
     version, internal, gauss_next = state["py"]
     random.setstate((version, tuple(internal), gauss_next))
+
+
+def _check_run_folder(out_dir: Path) -> None:
+    """Refuse a run folder that names a file or cannot be created, before any work is done."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: is a file, not a run folder; choose a folder for the run")
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{out_dir}: cannot be a run folder: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{out_dir}: cannot write the run folder: {existing} is not writable")
 
 
 class Trainer:
@@ -211,6 +224,7 @@ class Trainer:
         self, config: TrainConfig, store_path: str | Path, out_dir: str | Path, *, quiet: bool
     ) -> None:
         self.config, self.out_dir = config, Path(out_dir)
+        _check_run_folder(self.out_dir)  # before any data is read
         self.info = setup_distributed()
         self.quiet = quiet or not self.info.is_main
         if config.batch_size % self.info.world:
@@ -269,6 +283,7 @@ class Trainer:
                 "file": self.store.path.name,
                 "dataset": header.dataset.name if header.dataset else None,
                 "images": {"train": len(self.train_rows), "test": len(self.store.indices("test"))},
+                "test_set": self.store.test_variant(),
             },
             "image_size": header.meta.get("image_size"),
             "mean": header.meta.get("mean"),
@@ -339,11 +354,8 @@ class Trainer:
         """Train for the configured epochs, evaluating and checkpointing as configured."""
         started = time.perf_counter()
         first = self.try_resume() if resume else 0  # refuses a folder of another config first
-        if self.info.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.config, self.out_dir / "config.yaml")
-        writer = _TensorBoard(self.out_dir) if self.info.is_main else None
-        for epoch in range(first + 1, self.config.epochs + 1):
+        writer: _TensorBoard | None = None  # the folder gets its files once an epoch is done,
+        for epoch in range(first + 1, self.config.epochs + 1):  # so a failed start leaves none
             t0 = time.perf_counter()
             loss = self.train_epoch(epoch)
             row: dict[str, float] = {
@@ -364,6 +376,10 @@ class Trainer:
             self.state.epoch = epoch
             self.state.history.append(row)
             if self.info.is_main:
+                if writer is None:
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    save_config(self.config, self.out_dir / "config.yaml")
+                    writer = _TensorBoard(self.out_dir)
                 self._save_last()
                 _write_history(self.out_dir / "history.csv", self.state.history)
                 if writer is not None:
@@ -383,6 +399,7 @@ class Trainer:
         best = results.primary
         if self.info.is_main:
             results.write_per_label_csv(self.out_dir)  # per_label[_<convention>]_{zsl,gzsl}.csv
+            results.write_scores(self.out_dir)  # scores.npz, for mlzsl report
             summary: dict[str, Any] = {"best_epoch": self.state.best_epoch, **best.to_dict()}
             if len(results.by_convention) > 1:
                 summary["selected_by"] = results.primary_convention

@@ -58,6 +58,10 @@ class LabelSet:
                 rows = list(csv.DictReader(f))
         except OSError as e:
             raise DataError(f"{path}: cannot read vocabulary ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: vocabulary is not UTF-8 text (byte {e.start})") from None
+        except csv.Error as e:
+            raise DataError(f"{path}: cannot read vocabulary ({e})") from None
         if not rows or not {"label", "split"} <= set(rows[0]):
             raise DataError(f"{path}: expected a header with columns 'label,split'")
         names, seen = [], []

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ import numpy.typing as npt
 from mlzsl import metrics
 from mlzsl.errors import ConfigError, DataError, LabelError
 from mlzsl.labels import LabelSet
+
+SCORES_FLOAT16_ABOVE = 20_000_000  # scores.npz keeps float32 up to this many values
 
 K_VALUES: dict[str, tuple[int, ...]] = {
     "nus_wide": (3, 5),
@@ -171,6 +173,12 @@ class Results:
 
     by_convention: Mapping[str, EvalResult]
     primary_convention: str
+    scores: np.ndarray | None = field(default=None, repr=False)
+    """The [N, L] scores evaluated (kept by :func:`evaluate_benchmark`; ``None`` otherwise)."""
+    targets: np.ndarray | None = field(default=None, repr=False)
+    """The [N, L] targets in {+1, −1, 0} that go with :attr:`scores`."""
+    label_set: LabelSet | None = field(default=None, repr=False)
+    """The label set of the columns of :attr:`scores`."""
 
     @property
     def primary(self) -> EvalResult:
@@ -220,6 +228,32 @@ class Results:
         """``per_label[_<convention>]_{zsl,gzsl}.csv`` of every convention; the paths written."""
         return [p for r in self.by_convention.values() for p in r.write_per_label_csv(directory)]
 
+    def write_scores(self, directory: str | Path) -> Path | None:
+        """Write ``scores.npz`` (compressed): ``scores`` [N, L] (float32, float16 above
+        :data:`SCORES_FLOAT16_ABOVE` values), ``targets`` [N, L] int8, ``labels`` (names) and
+        ``seen`` (bool [L]); what ``mlzsl report`` draws precision–recall curves from.
+
+        Returns:
+            The path written, or ``None`` when these results kept no scores.
+        """
+        if self.scores is None or self.targets is None or self.label_set is None:
+            return None
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        scores = np.asarray(self.scores)
+        dtype = np.float16 if scores.size > SCORES_FLOAT16_ABOVE else np.float32
+        path = directory / "scores.npz"
+        tmp = directory / ".scores.tmp.npz"
+        np.savez_compressed(
+            tmp,
+            scores=scores.astype(dtype),
+            targets=np.asarray(self.targets).astype(np.int8),
+            labels=np.asarray(self.label_set.names, dtype=str),
+            seen=np.asarray(self.label_set.seen, dtype=bool),
+        )
+        tmp.replace(path)
+        return path
+
 
 def resolve_ks(ks: Sequence[int] | None, evaluation: str) -> tuple[int, ...]:
     """The K values to report: ``ks`` as given, or the benchmark's when ``None``.
@@ -250,7 +284,13 @@ def evaluate_benchmark(
         by_convention = open_images_evaluate(scores, targets, label_set, ks=chosen)
     else:
         by_convention = {"default": evaluate(scores, targets, label_set, ks=chosen)}
-    return Results(by_convention, PRIMARY_CONVENTION[evaluation])
+    return Results(
+        by_convention,
+        PRIMARY_CONVENTION[evaluation],
+        scores=np.asarray(scores),
+        targets=np.asarray(targets),
+        label_set=label_set,
+    )
 
 
 def evaluate(

@@ -12,9 +12,7 @@ batches and skips (and lists) files that are not readable images.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,14 +25,14 @@ from mlzsl.backbones.images import RESIZE_MODES, load_image
 from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.embeddings.base import check_labels
-from mlzsl.errors import ConfigError, DataError, LabelError
-from mlzsl.labels import read_vocabulary
+from mlzsl.errors import ConfigError, DataError
 from mlzsl.pretrained import DEFAULT_PHOTO_MODEL, PHOTO_MODELS, real_photo_checkpoint
-from mlzsl.progress import progress
 from mlzsl.runtime import cache_home
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-"""The file endings a folder given to :meth:`Tagger.tag_files` is searched for (any case)."""
+from mlzsl.tags import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from mlzsl.tags import Tag as Tag
+from mlzsl.tags import TagRun, parse_labels, rank_row, tag_paths
+from mlzsl.tags import collect_images as collect_images
+from mlzsl.tags import read_labels_file as read_labels_file
 
 DEFAULT_CHECKPOINT = DEFAULT_PHOTO_MODEL
 NAMED_CHECKPOINTS = {
@@ -42,20 +40,6 @@ NAMED_CHECKPOINTS = {
     "demo": "the checkpoint of the latest `mlzsl demo` (scenes: coloured shapes)",
 }
 """Checkpoints known by name: the ready real-photo models (built on first use) and the demo's."""
-
-
-def parse_labels(text: str | Sequence[str]) -> list[str]:
-    """``"red circle, blue star"`` or a list -> unique stripped names, in order; never empty."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = list(dict.fromkeys(item.strip() for item in items if item.strip()))
-    if not names:
-        raise LabelError("no labels given: pass at least one label name, e.g. 'red circle'")
-    return names
-
-
-def read_labels_file(path: str | Path) -> list[str]:
-    """Label names from a file, one per line; blank lines and lines starting with ``#`` skipped."""
-    return parse_labels([n for n in read_vocabulary(Path(path)) if not n.startswith("#")])
 
 
 def resolve_checkpoint(spec: str | Path | None) -> Path:
@@ -73,68 +57,11 @@ def resolve_checkpoint(spec: str | Path | None) -> Path:
     return path
 
 
-def collect_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders as their image files (recursive, sorted); missing paths too.
-
-    A missing path is kept, so the caller reports it with the unreadable files; a folder with no
-    image file is an error.
-    """
-    found: list[Path] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            images = sorted(
-                p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
-            if not images:
-                raise DataError(f"{item}: folder holds no image file ({', '.join(IMAGE_SUFFIXES)})")
-            found += images
-        else:
-            found.append(item)
-    return list(dict.fromkeys(found))
-
-
 def backbone_from_identity(identity: dict[str, Any], image_size: int | None) -> Backbone:
     """Rebuild the backbone a store or checkpoint names (packaged weights, file or URL)."""
     source = str(identity.get("weights", ""))
     weights = None if source.startswith("package:") or source == "none" else source
     return create_backbone(str(identity["name"]), weights=weights, image_size=image_size).eval()
-
-
-@dataclass(frozen=True)
-class Tag:
-    """One label's score for one image."""
-
-    label: str
-    score: float
-
-
-@dataclass
-class TagRun:
-    """What :meth:`Tagger.tag_files` found: ranked tags per readable image, and the skipped files.
-
-    Attributes:
-        labels: the label names scored, in the order given.
-        tags: image -> its tags, best first (``top_k`` of them, at least ``threshold``).
-        skipped: (file, reason) of every path that is not a readable image.
-        seconds: wall time of decoding and scoring.
-    """
-
-    labels: list[str]
-    tags: dict[Path, list[Tag]] = field(default_factory=dict)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``mlzsl tag --json``: labels, tags per image, skipped, seconds."""
-        return {
-            "labels": self.labels,
-            "images": {
-                str(image): [{"label": t.label, "score": t.score} for t in tags]
-                for image, tags in self.tags.items()
-            },
-            "skipped": [{"image": str(image), "reason": why} for image, why in self.skipped],
-            "seconds": self.seconds,
-        }
 
 
 class Tagger:
@@ -289,39 +216,15 @@ class Tagger:
         A path that is not a readable image is skipped and listed in ``TagRun.skipped``, never an
         error; ``threshold`` drops tags scoring below it.
         """
-        if top_k < 1 or batch_size < 1:
-            raise ConfigError(f"top_k and batch_size must be at least 1, got {top_k}, {batch_size}")
-        started = time.perf_counter()
-        files = collect_images(paths)
-        run = TagRun(labels=parse_labels(labels))
-        vectors = self.label_vectors(run.labels)  # [L, E], once for every batch
-        long_run = show_progress and len(files) > max(batch_size, 8)  # a few need no bar
-        bar = progress(total=len(files), desc="tag", unit="img", disable=not long_run)
-        for start in range(0, len(files), batch_size):
-            batch, pixels = [], []
-            for path in files[start : start + batch_size]:
-                try:
-                    pixels.append(self.load_image(path))
-                    batch.append(path)
-                except DataError as e:
-                    run.skipped.append((path, str(e).removeprefix(f"{path}: ")))
-            if batch:
-                scores = self.score_images(pixels, vectors)
-                for path, row in zip(batch, scores, strict=True):
-                    run.tags[path] = rank_row(row, run.labels, top_k, threshold)
-            bar.update(len(files[start : start + batch_size]))
-        bar.close()
-        run.seconds = time.perf_counter() - started
-        return run
-
-
-def rank_row(
-    row: np.ndarray, names: Sequence[str], top_k: int, threshold: float | None = None
-) -> list[Tag]:
-    """The ``top_k`` best labels of one score row [L], best first (ties: the earlier label first);
-    with ``threshold``, only those scoring at least that."""
-    order = np.argsort(-row, kind="stable")[:top_k]
-    return [Tag(names[j], float(row[j])) for j in order if threshold is None or row[j] >= threshold]
+        return tag_paths(
+            self,
+            paths,
+            labels,
+            top_k=top_k,
+            threshold=threshold,
+            batch_size=batch_size,
+            show_progress=show_progress,
+        )
 
 
 def _latest_demo_file() -> Path:

@@ -147,6 +147,8 @@ class SameConv2d(nn.Conv2d):
         if self.stride[0] == 1:
             return super().forward(x)
         k, s = self.kernel_size[0], self.stride[0]
+        if torch.jit.is_tracing():  # ONNX export: the padding follows the traced H and W
+            return super().forward(_traced_same_pad(x, k, s))
         pad_h = _same_padding(x.shape[-2], k, s)
         pad_w = _same_padding(x.shape[-1], k, s)
         # TF puts the odd pixel after: (left, right, top, bottom)
@@ -156,6 +158,18 @@ class SameConv2d(nn.Conv2d):
 
 def _same_padding(side: int, kernel: int, stride: int) -> int:
     return max((math.ceil(side / stride) - 1) * stride + kernel - side, 0)
+
+
+def _traced_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """:func:`_same_padding` computed on shape tensors, so an exported graph (``mlzsl export``)
+    pads any input size as the eager model does instead of the size it was traced with."""
+    sides = torch._shape_as_tensor(x)[-2:]  # [H, W] int64
+    out = torch.div(sides + stride - 1, stride, rounding_mode="floor")
+    pad = torch.clamp((out - 1) * stride + kernel - sides, min=0)  # [H, W] totals
+    before = torch.div(pad, 2, rounding_mode="floor")
+    after = pad - before
+    # TF puts the odd pixel after: (left, right, top, bottom)
+    return F.pad(x, [before[1], after[1], before[0], after[0]])  # type: ignore[list-item]
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from mlzsl import __version__
 from mlzsl.errors import MlzslError
@@ -26,9 +27,11 @@ COMMANDS = (
     "train",
     "eval",
     "compare",
+    "report",
     "tag",
     "serve",
     "models",
+    "export",
     "bench",
 )
 
@@ -39,11 +42,20 @@ RENAMED = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its rejections in one line (docs/design.md, "Errors"), not a usage block.
+
+    Subparsers inherit the class (``add_subparsers`` defaults ``parser_class`` to it).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command module."""
-    parser = argparse.ArgumentParser(
-        prog="mlzsl", description="Multi-label zero-shot learning of images."
-    )
+    parser = _Parser(prog="mlzsl", description="Multi-label zero-shot learning of images.")
     parser.add_argument("--version", action="version", version=f"mlzsl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMANDS:

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from mlzsl.compare import read_per_label_table as read
     from mlzsl.errors import ConfigError
 
+    if args.plot is not None and args.plot.is_dir():  # before any reading
+        raise ConfigError(f"--plot {args.plot}: is a folder; name the PNG file to write")
     run_table, ref_table = read(args.run_csv), read(args.reference_csv)
     if args.labels is not None:
         if run_table.names is not None and ref_table.names is not None:
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             ref_table = read(args.reference_csv, labels)
     comparison = compare_tables(run_table, ref_table, tolerance=args.tolerance)
     if args.plot is not None:
-        plot_comparison(comparison, args.plot)
+        args.plot = plot_comparison(comparison, args.plot)  # the path written (.png added)
     if args.json:
         print_json({**comparison.to_dict(top=args.top), "plot": _str(args.plot)})
     else:

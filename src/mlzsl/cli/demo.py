@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     result = run_demo(args.out, seed=args.seed, quiet=args.json)
     if args.json:
-        print_json({"results": result.results, "seconds": result.seconds})
+        report = str(result.report) if result.report is not None else None
+        print_json({"results": result.results, "seconds": result.seconds, "report": report})
         return 0
     print()
     print(f"ZSL / GZSL on the scenes test set (seed {args.seed}), percent:")
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         "holding an unseen label"
     )
     print(f"{result.seconds:.0f} s; run folder {result.out} (comparison.png, runs/*/)")
+    if result.report is not None:
+        print(f"report of the {result.report.parent.name} run: {result.report}")
     print("tag scenes images with it: mlzsl tag IMAGE... --checkpoint demo --labels 'red star'")
     print("tag your own photos: mlzsl tag PHOTO_OR_FOLDER... --labels 'dog, bicycle, person'")
     return 0

@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
     parser.add_argument("--split", default="test", choices=("train", "test"))
     add_batch_size_argument(parser)
-    parser.add_argument("--per-label", type=Path, default=None, help="write per-label AP CSVs here")
+    parser.add_argument(
+        "--per-label", type=Path, default=None, help="write per-label AP CSVs and scores.npz here"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_threads_argument(parser)
 
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         name, results, variant, extra = _on_folder(args, spec)
     if args.per_label is not None:  # per_label[_<convention>]_{zsl,gzsl}.csv
         results.write_per_label_csv(args.per_label)
+        results.write_scores(args.per_label)  # scores.npz, for mlzsl report
     if args.json:
         print_json({**results.to_dict(), "test_set": variant, **extra})
         return 0

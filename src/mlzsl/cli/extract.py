@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (GPU when CUDA is available; cuda:LOCAL_RANK under torchrun), cpu, cuda, cuda:K",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a store at --out made from other data, another backbone or image size",
+    )
     add_threads_argument(parser)
 
 
@@ -81,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         shard=args.shard,
         device=args.device,
+        force=args.force,
     )
     if summary.is_main:
         print("\n".join(describe(summary)))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from mlzsl.cli import add_batch_size_argument, add_threads_argument, positive_int
 
 if TYPE_CHECKING:
-    from mlzsl.tagger import TagRun
+    from mlzsl.tags import TagRun
 
 NAME = "tag"
 HELP = "tag photos (files or folders) with any labels you type (default: the real-photo model)"
@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a checkpoint (.pt) or a name: photo (default, the real-photo model), photo-fast, "
         "photo-glove or demo",
     )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="MODEL.onnx",
+        help="tag with a model written by mlzsl export, on onnxruntime (no torch)",
+    )
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
     parser.add_argument("--top-k", type=positive_int, default=5, help="labels kept per image")
     parser.add_argument(
@@ -49,24 +56,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Tag, then print (or write) each image's ranked labels and the skipped files."""
     from mlzsl.cli._common import print_json
-    from mlzsl.errors import DataError
-    from mlzsl.runtime import set_threads
-    from mlzsl.tagger import Tagger, read_labels_file, resolve_checkpoint
+    from mlzsl.errors import ConfigError, DataError
+    from mlzsl.tags import read_labels_file
 
-    set_threads(args.threads)
     labels = read_labels_file(args.labels_file) if args.labels_file else args.labels
     if args.out is not None and args.out.is_dir():
         raise DataError(f"{args.out}: --out names a folder; give a .csv file path")
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    tagger = Tagger.from_checkpoint(checkpoint, embedder=args.embedder)
-    result = tagger.tag_files(
-        args.paths,
-        labels,
-        top_k=args.top_k,
-        threshold=args.threshold,
-        batch_size=args.batch_size,
-        show_progress=not args.json,
-    )
+    if args.onnx is not None:  # onnxruntime, no torch imported
+        from mlzsl.onnx_runtime import OnnxTagger
+
+        if args.checkpoint is not None or args.embedder is not None:
+            raise ConfigError("--onnx takes no --checkpoint or --embedder: the file holds both")
+        checkpoint = args.onnx
+        result = OnnxTagger(args.onnx, threads=args.threads).tag_files(
+            args.paths,
+            labels,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+        )
+    else:
+        from mlzsl.runtime import set_threads
+        from mlzsl.tagger import Tagger, resolve_checkpoint
+
+        set_threads(args.threads)
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        tagger = Tagger.from_checkpoint(checkpoint, embedder=args.embedder)
+        result = tagger.tag_files(
+            args.paths,
+            labels,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            show_progress=not args.json,
+        )
     if not result.tags:
         first, why = result.skipped[0]
         raise DataError(f"no readable image among {len(result.skipped)} path(s); {first}: {why}")

@@ -17,7 +17,6 @@ embedders ignore, so both get the vector of "ball" as in the peers' label-vector
 from __future__ import annotations
 
 import csv
-import pickle
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from mlzsl.errors import DataError
 from mlzsl.labels import LabelSet, read_vocabulary
+from mlzsl.safe_pickle import load_pickle
 
 NUS_SEEN, NUS_UNSEEN = 925, 81
 OPEN_IMAGES_SEEN, OPEN_IMAGES_CANDIDATES, OPEN_IMAGES_EVALUATED = 7186, 2594, 400
@@ -119,11 +119,7 @@ def read_open_images_vocabulary(folder: str | Path) -> OpenImagesVocabulary:
 
 
 def _read_unseen_pickle(path: Path) -> list[str]:
-    try:
-        with path.open("rb") as f:
-            data = pickle.load(f, encoding="latin1")  # a Python 2 pickle of a numpy object array
-    except Exception as e:  # unpickling garbage raises almost anything
-        raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+    data = load_pickle(path)  # a Python 2 pickle of a numpy object array; never runs code
     ids = [str(x) for x in np.asarray(data, dtype=object).ravel()]
     if not ids or len(set(ids)) != len(ids):
         raise DataError(

@@ -19,7 +19,6 @@ Pickles can run code when loaded: only load files from a source you trust.
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from mlzsl.embeddings.base import WordVectorEmbedder, file_fingerprint
 from mlzsl.errors import DataError
 from mlzsl.labels import read_vocabulary
+from mlzsl.safe_pickle import load_pickle
 
 TAGLIST_FILE = "TagList1k.txt"
 CONCEPTS_FILE = "Concepts81.txt"
@@ -108,18 +108,8 @@ def _load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unpickle(path: Path) -> object:
-    """Load a pickle, retrying with ``encoding='latin1'`` for Python 2 pickles."""
-    for encoding in ("ASCII", "latin1"):
-        try:
-            with path.open("rb") as f:
-                return pickle.load(f, encoding=encoding)
-        except UnicodeDecodeError:
-            continue  # a Python 2 pickle of numpy arrays: latin1 restores their bytes
-        except OSError as e:
-            raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-        except Exception as e:  # unpickling garbage raises almost anything
-            raise DataError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
-    raise DataError(f"{path}: cannot decode the pickle's strings, even as latin1")
+    """Load the pickle with :func:`mlzsl.safe_pickle.load_pickle`: numpy arrays only, no code."""
+    return load_pickle(path, what="label-vector pickle")
 
 
 def _aligned_vocabulary(

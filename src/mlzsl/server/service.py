@@ -14,7 +14,6 @@ layer (:mod:`mlzsl.server.app`) turns it into ``{"error": "..."}``.
 
 from __future__ import annotations
 
-import inspect
 import re
 import threading
 import time
@@ -29,6 +28,7 @@ import torch
 from PIL import Image
 
 from mlzsl.backbones.images import ImageTooLarge
+from mlzsl.card import model_card as shared_model_card
 from mlzsl.checkpoint import load_checkpoint
 from mlzsl.errors import ConfigError, MlzslError
 from mlzsl.tagger import NAMED_CHECKPOINTS, Tagger, TagRun, rank_row, resolve_checkpoint
@@ -105,62 +105,16 @@ def clean_name(name: str | None, index: int, taken: set[str]) -> str:
     return unique
 
 
-def _paper(model: torch.nn.Module) -> str | None:
-    """The ``Paper:`` line of the model's module docstring (every method module has one)."""
-    module = inspect.getmodule(type(model))
-    doc = (module.__doc__ if module else None) or ""
-    found = re.search(r"Papers?: (.+?(?:19|20)\d\d(?: \(arXiv [\d.]+\))?)", doc, re.DOTALL)
-    return " ".join(found.group(1).split()) if found else None
-
-
 def model_card(ckpt: dict[str, Any], path: Path, tagger: Tagger, name: str) -> dict[str, Any]:
-    """What ``GET /api/model`` shows: model, backbone, embedder, what it was trained on, metrics,
-    the paper it implements; read from the checkpoint's fields (:mod:`mlzsl.checkpoint`)."""
-    config: dict[str, Any] = ckpt["config"] if isinstance(ckpt.get("config"), dict) else {}
-    pretrained = config["pretrained"] if isinstance(config.get("pretrained"), dict) else None
-    vocabulary = ckpt["vocabulary"]
-    n_labels = len(vocabulary.get("names", []))
-    n_seen = int(sum(bool(s) for s in vocabulary.get("seen", [])))
-    backbone = ckpt["backbone"]
-    if pretrained:
-        trained_on = (
-            f"nothing trained: the backbone's ImageNet-1k classifier ({n_labels:,} classes) "
-            "combined over label vectors"
-        )
-    else:
-        epochs, best = config.get("epochs"), ckpt.get("epoch")
-        store: dict[str, Any] = ckpt["store"] if isinstance(ckpt.get("store"), dict) else {}
-        where = store.get("dataset") or store.get("file") or "a feature store"
-        images: dict[str, Any] = store["images"] if isinstance(store.get("images"), dict) else {}
-        trained_on = (
-            f"{where}: {n_labels:,} labels ({n_seen:,} seen in training, "
-            f"{n_labels - n_seen:,} unseen)"
-            + (f", {images['train']:,} training images" if images.get("train") else "")
-            + (f", {epochs} epoch(s)" if isinstance(epochs, int) else "")
-            + (f", this one saved after epoch {best}" if isinstance(best, int) else "")
-            + (f", {config['loss']} loss" if config.get("loss") else "")
-        )
+    """What ``GET /api/model`` shows: the shared card (:func:`mlzsl.card.model_card`) with the
+    loaded tagger's embedder (``--embedder`` may override the checkpoint's) and its parameter
+    count, backbone included."""
+    card = shared_model_card(ckpt, path=path, name=name)
+    card["backbone"]["image_size"] = tagger.image_size
+    card["embedder"] = tagger.embedder.spec
     parameters = sum(p.numel() for p in tagger.model.parameters())
-    parameters += sum(p.numel() for p in tagger.backbone.parameters())
-    return {
-        "name": name,
-        "checkpoint": path.name,
-        "model": ckpt["model"],
-        "description": pretrained.get("description") if pretrained else None,
-        "paper": _paper(tagger.model),
-        "backbone": {
-            "name": backbone.get("name"),
-            "weights": backbone.get("weights"),
-            "image_size": tagger.image_size,
-        },
-        "embedder": tagger.embedder.spec,  # the checkpoint's, or --embedder's
-        "label_prompt": ckpt.get("label_prompt"),
-        "vocabulary": {"labels": n_labels, "seen": n_seen, "unseen": n_labels - n_seen},
-        "trained_on": trained_on,
-        "metrics": ckpt.get("metrics"),
-        "parameters": parameters,
-        "mlzsl_version": ckpt.get("mlzsl_version"),
-    }
+    card["parameters"] = parameters + sum(p.numel() for p in tagger.backbone.parameters())
+    return card
 
 
 class TagService:

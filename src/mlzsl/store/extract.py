@@ -61,7 +61,7 @@ from mlzsl.datasets.verify import read_exclusions
 from mlzsl.distributed import DistInfo, barrier, setup_distributed, torchrun_world
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.progress import progress
-from mlzsl.store.feature_store import write_store
+from mlzsl.store.feature_store import read_header, write_store
 from mlzsl.store.lock import StoreLock, unique_name
 from mlzsl.store.parts import (
     existing_store_matches,
@@ -356,6 +356,7 @@ def extract_features(
     show_progress: bool = True,
     shard: tuple[int, int] | None = None,
     device: str = "auto",
+    force: bool = False,
 ) -> ExtractionSummary:
     """Extract backbone feature maps of every image in a user-format folder into a store.
 
@@ -374,16 +375,20 @@ def extract_features(
         shard: ``(I, N)``: compute only the blocks b with b % N == I; ``None``: all of them.
         device: ``"auto"`` (the GPU when CUDA is available), ``"cpu"``, ``"cuda"`` or
             ``"cuda:K"``.
+        force: replace a finished store at ``out`` made from another data folder, backbone or
+            image size (without it that is refused, saying what differs).
 
     Returns:
         An :class:`ExtractionSummary`.
 
     Raises:
         ConfigError: a bad batch size, worker count, shard or device.
-        DataError: a bad data folder or ``excluded.tsv``, or a parts folder of another job (for a
-            shard).
+        DataError: a bad data folder or ``excluded.tsv``, a parts folder of another job (for a
+            shard), or ``out`` holding another store (without ``force``) or a file that is no
+            store.
     """
     _check_settings(batch_size, workers, shard)
+    _check_out(Path(out))  # before any work, so a bad --out leaves nothing behind
     started = time.perf_counter()
     owns_group = not dist.is_initialized()
     info = _join_torchrun(shard)
@@ -391,6 +396,8 @@ def extract_features(
         how = _Compute(_resolve_device(device, info), workers, show_progress)
         model = create_backbone(backbone, weights=weights, image_size=image_size).eval()
         job = _make_job(data_dir, Path(out), model, image_size, batch_size)
+        if not force:
+            _check_replace(job)
         if info is None:
             summary = _extract_local(job, shard, how)
         else:
@@ -400,6 +407,47 @@ def extract_features(
             dist.destroy_process_group()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _check_out(out: Path) -> None:
+    """``out`` must be a file path whose folder is, or can become, a folder."""
+    if out.is_dir():
+        raise ConfigError(
+            f"{out}: is a folder; the store is one file, e.g. --out {out / 'features.h5'}"
+        )
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{out}: cannot be written: {existing} is a file, not a folder")
+
+
+def _check_replace(job: _Job) -> None:
+    """Refuse to replace a finished store of other data, backbone or size, or a non-store file."""
+    if not job.out.exists() or existing_store_matches(job.out, job.fingerprint):
+        return
+    try:
+        meta = read_header(job.out).meta
+    except DataError:
+        raise DataError(
+            f"{job.out}: exists and is not a finished feature store; pass --force to replace it "
+            "or choose another --out"
+        ) from None
+    old, new = dict(meta.get("backbone") or {}), job.model.identity()
+    differs = []
+    if meta.get("source") != str(job.dataset.root.resolve()):
+        differs.append(f"other data ({meta.get('source') or 'imported'})")
+    if old.get("name") != new["name"]:
+        differs.append(f"backbone {old.get('name')} (this run: {new['name']})")
+    elif (old.get("weights"), old.get("sha256")) != (new["weights"], new["sha256"]):
+        differs.append(f"other {new['name']} weights ({old.get('weights')})")
+    if meta.get("image_size") != job.size:
+        differs.append(f"image size {meta.get('image_size')} (this run: {job.size})")
+    if differs:
+        raise DataError(
+            f"{job.out}: holds a finished store of {', '.join(differs)}; pass --force to "
+            "replace it or choose another --out"
+        )
 
 
 def _check_settings(batch_size: int, workers: int, shard: tuple[int, int] | None) -> None:

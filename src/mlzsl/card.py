@@ -1,0 +1,174 @@
+"""The model card of a checkpoint: what a model is, what it was trained on, how well it did.
+
+:func:`model_card` reads only the fields of a loaded checkpoint (:mod:`mlzsl.checkpoint`), so
+``mlzsl models --checkpoint``, the server's ``GET /api/model`` and ``mlzsl report`` show the same
+card. Keys, every one always present (``None`` when the checkpoint does not say):
+
+``name``, ``checkpoint`` (file name), ``model``, ``description`` (ready models), ``paper`` (the
+``Paper:`` line of the method module's docstring), ``backbone`` (``name``, ``weights``,
+``image_size``), ``preprocessing`` (``image_size``, ``resize``, ``mean``, ``std``), ``embedder``,
+``label_prompt``, ``embed_dim``, ``vocabulary`` (``labels``, ``seen``, ``unseen``), ``store``
+(``file``, ``dataset``, ``images`` {``train``, ``test``}), ``trained_on`` (one sentence),
+``config``, ``epoch`` (the epoch the checkpoint was saved after: the best one for ``best.pt``),
+``metrics`` (primary convention, percent), ``metrics_by_convention``, ``test_set`` (the line
+naming the test-set variant), ``weights`` (values in the state dict), ``mlzsl_version``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+from mlzsl.errors import ConfigError
+
+__all__ = ["card_text", "model_card", "model_paper"]
+
+
+def model_paper(model: str) -> str | None:
+    """The ``Paper:`` line of the module docstring of the registered model ``model``."""
+    from mlzsl.models import _builder
+
+    try:
+        module = inspect.getmodule(_builder(model))
+    except ConfigError:
+        return None
+    doc = (module.__doc__ if module else None) or ""
+    found = re.search(r"Papers?: (.+?(?:19|20)\d\d(?: \(arXiv [\d.]+\))?)", doc, re.DOTALL)
+    return " ".join(found.group(1).split()) if found else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def model_card(
+    ckpt: dict[str, Any], *, path: str | Path | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """The card of a loaded checkpoint (see the module docstring for its keys).
+
+    Args:
+        ckpt: a checkpoint as :func:`mlzsl.checkpoint.load_checkpoint` returns it.
+        path: the file it was read from (its name fills ``checkpoint``).
+        name: what the user called it (a ready model's name, or the file name).
+    """
+    config = _dict(ckpt.get("config"))
+    pretrained = _dict(config.get("pretrained")) or None
+    vocabulary = _dict(ckpt.get("vocabulary"))
+    n_labels = len(vocabulary.get("names", []))
+    n_seen = int(sum(bool(s) for s in vocabulary.get("seen", [])))
+    backbone = _dict(ckpt.get("backbone"))
+    store = _dict(ckpt.get("store"))
+    images = _dict(store.get("images"))
+    image_size = ckpt.get("image_size") or backbone.get("image_size")
+    epoch = ckpt.get("epoch") if isinstance(ckpt.get("epoch"), int) else None
+    if pretrained:
+        trained_on = (
+            f"nothing trained: the backbone's ImageNet-1k classifier ({n_labels:,} classes) "
+            "combined over label vectors"
+        )
+    else:
+        epochs = config.get("epochs")
+        where = store.get("dataset") or store.get("file") or "a feature store"
+        trained_on = (
+            f"{where}: {n_labels:,} labels ({n_seen:,} seen in training, "
+            f"{n_labels - n_seen:,} unseen)"
+            + (f", {images['train']:,} training images" if images.get("train") else "")
+            + (f", {epochs} epoch(s)" if isinstance(epochs, int) else "")
+            + (f", this one saved after epoch {epoch}" if epoch is not None else "")
+            + (f", {config['loss']} loss" if config.get("loss") else "")
+        )
+    state = ckpt.get("state_dict")
+    weights = (
+        sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
+        if isinstance(state, dict)
+        else None
+    )
+    file_name = Path(path).name if path is not None else None
+    model = str(ckpt.get("model"))
+    return {
+        "name": name or file_name,
+        "checkpoint": file_name,
+        "model": model,
+        "description": pretrained.get("description") if pretrained else None,
+        "paper": model_paper(model),
+        "backbone": {
+            "name": backbone.get("name"),
+            "weights": backbone.get("weights"),
+            "image_size": image_size,
+        },
+        "preprocessing": {
+            "image_size": image_size,
+            "resize": ckpt.get("resize") or "squash",
+            "mean": ckpt.get("mean") or backbone.get("mean"),
+            "std": ckpt.get("std") or backbone.get("std"),
+        },
+        "embedder": ckpt.get("embedder"),
+        "label_prompt": ckpt.get("label_prompt"),
+        "embed_dim": _dict(ckpt.get("model_args")).get("embed_dim"),
+        "vocabulary": {"labels": n_labels, "seen": n_seen, "unseen": n_labels - n_seen},
+        "store": {
+            "file": store.get("file"),
+            "dataset": store.get("dataset"),
+            "images": {"train": images.get("train"), "test": images.get("test")},
+        }
+        if store
+        else None,
+        "trained_on": trained_on,
+        "config": config or None,
+        "epoch": epoch,
+        "metrics": ckpt.get("metrics"),
+        "metrics_by_convention": ckpt.get("metrics_by_convention"),
+        "test_set": store.get("test_set"),
+        "weights": weights,
+        "mlzsl_version": ckpt.get("mlzsl_version"),
+    }
+
+
+def _numbers(values: Any) -> str:
+    if not isinstance(values, (list, tuple)):
+        return str(values)
+    return "(" + ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values) + ")"
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """The card as a few aligned lines (``mlzsl models --checkpoint``)."""
+    backbone, pre = card["backbone"], card["preprocessing"]
+    vocab = card["vocabulary"]
+    lines = [
+        ("model", card["model"] + (f" ({card['name']})" if card.get("name") else "")),
+        ("paper", card["paper"]),
+        ("description", card["description"]),
+        ("backbone", f"{backbone['name']} ({backbone['weights']})"),
+        (
+            "preprocessing",
+            f"{pre['image_size']} px, resize {pre['resize']}, "
+            f"mean {_numbers(pre['mean'])}, std {_numbers(pre['std'])}",
+        ),
+        ("embedder", f"{card['embedder']} (E = {card['embed_dim']})"),
+        ("label prompt", card["label_prompt"]),
+        (
+            "vocabulary",
+            f"{vocab['labels']:,} labels: {vocab['seen']:,} seen, {vocab['unseen']:,} unseen",
+        ),
+        ("trained on", card["trained_on"]),
+        ("test set", card["test_set"]),
+        ("weights", f"{card['weights']:,} values" if card["weights"] is not None else None),
+        ("mlzsl", card["mlzsl_version"]),
+    ]
+    metrics = card.get("metrics")
+    if isinstance(metrics, dict):
+        for split in ("zsl", "gzsl"):
+            values = _dict(metrics.get(split))
+            cells = ", ".join(
+                f"{k} {v:.1f}" if isinstance(v, (int, float)) else f"{k} -"
+                for k, v in values.items()
+            )
+            lines.append((f"{split.upper()} (epoch {card['epoch']})", cells))
+    config = card.get("config")
+    if isinstance(config, dict) and not card.get("description"):
+        keys = ("loss", "optimizer", "lr", "batch_size", "epochs", "seed")
+        lines.append(("config", ", ".join(f"{k} {config[k]}" for k in keys if k in config)))
+    width = max(len(k) for k, v in lines if v is not None)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines if v is not None)

@@ -1,0 +1,150 @@
+"""``mlzsl export``: a checkpoint's whole tagging path as one ONNX graph.
+
+The graph takes ``pixels`` float32 [B, 3, H, W] (decoded and normalised as
+:meth:`mlzsl.tagger.Tagger.decode` does) and ``label_vectors`` float32 [L, E] and returns
+``scores`` float32 [B, L]: backbone, then head, exactly ``Tagger.score_pixels``. The label set
+stays an input, so the exported model is as open-vocabulary as the checkpoint. B, L, H and W are
+dynamic axes (the ready ``photo`` models keep the aspect ratio, so H and W vary per image).
+
+The model card (:func:`mlzsl.card.model_card`) is stored in the ONNX metadata as JSON under
+``mlzsl_card``, with the preprocessing the runtime needs as keys of their own: ``image_size``,
+``resize``, ``mean``, ``std`` (JSON lists), ``embedder``, ``label_prompt``, ``embed_dim``.
+:mod:`mlzsl.onnx_runtime` reads them and needs no torch.
+
+The graph is traced with torch's TorchScript-based exporter (opset :data:`OPSET`); Python control
+flow that reads a shape is fixed at the traced shape, so every model is checked against torch
+on shapes other than the traced ones (``tests/test_export.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mlzsl.card import model_card
+from mlzsl.checkpoint import load_checkpoint
+from mlzsl.errors import ConfigError, DataError
+from mlzsl.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
+
+__all__ = ["OPSET", "TaggingGraph", "export_checkpoint", "export_module", "require_onnx"]
+
+OPSET = 17
+
+
+def require_onnx() -> Any:
+    """The ``onnx`` package, or a one-line error saying how to install it."""
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError(
+            "mlzsl export needs the onnx package: pip install 'mlzsl[export]' (onnx, onnxruntime)"
+        ) from None
+    return onnx
+
+
+class TaggingGraph(nn.Module):
+    """Backbone then head: ``(pixels [B, 3, H, W], label_vectors [L, E]) -> scores [B, L]``."""
+
+    def __init__(self, backbone: nn.Module, model: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.model = backbone, model
+
+    def forward(self, pixels: torch.Tensor, label_vectors: torch.Tensor) -> torch.Tensor:
+        return self.model(self.backbone(pixels), label_vectors)
+
+
+def export_module(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, torch.Tensor],
+    path: str | Path,
+    *,
+    names: tuple[str, str] = ("pixels", "label_vectors"),
+    dynamic: dict[str, dict[int, str]] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Trace ``module`` on ``inputs`` into an ONNX file with dynamic axes and metadata.
+
+    Args:
+        module: takes two tensors, returns scores [B, L].
+        inputs: example inputs; the traced shapes should differ from the ones used later.
+        path: the ``.onnx`` file to write (its folder is created).
+        names: the two input names.
+        dynamic: input or output name -> {axis: name}; default: axis 0 of both inputs and both
+            axes of ``scores``.
+        metadata: string key -> string value, stored as ONNX metadata properties.
+    """
+    onnx = require_onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    axes = dynamic or {
+        names[0]: {0: "batch"},
+        names[1]: {0: "labels"},
+        "scores": {0: "batch", 1: "labels"},
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-reading Python code
+        torch.onnx.export(
+            module.eval(),
+            inputs,
+            str(tmp),
+            input_names=list(names),
+            output_names=["scores"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    graph = onnx.load(str(tmp))
+    for key, value in (metadata or {}).items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    try:
+        onnx.save(graph, str(path))
+    except OSError as e:
+        raise DataError(f"{path}: cannot write the ONNX file ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def export_checkpoint(
+    spec: str | Path, out: str | Path, *, embedder: str | None = None
+) -> dict[str, Any]:
+    """Export the checkpoint (file or ready-model name) ``spec`` to ``out``; returns its card."""
+    path = resolve_checkpoint(spec)
+    tagger = Tagger.from_checkpoint(path, embedder=embedder)
+    name = str(spec) if str(spec) in NAMED_CHECKPOINTS else path.name
+    card = model_card(load_checkpoint(path), path=path, name=name)
+    card["embedder"] = tagger.embedder.spec
+    spec_ = tagger.backbone.spec
+    size = tagger.image_size
+    # traced at a shape no real input is likely to have, with H != W, B = 2 and L = 3
+    height, width = (size, size) if tagger.resize == "squash" else (size, size + 64)
+    pixels = torch.randn(2, 3, height, width)
+    vectors = torch.randn(3, int(card["embed_dim"]))
+    preprocessing = {
+        "image_size": str(size),
+        "resize": tagger.resize,
+        "mean": json.dumps([float(v) for v in spec_.mean]),
+        "std": json.dumps([float(v) for v in spec_.std]),
+        "embedder": tagger.embedder.spec,
+        "label_prompt": tagger.label_prompt or "",
+        "embed_dim": str(card["embed_dim"]),
+    }
+    export_module(
+        TaggingGraph(tagger.backbone, tagger.model),
+        (pixels, vectors),
+        out,
+        dynamic={
+            "pixels": {0: "batch", 2: "height", 3: "width"},
+            "label_vectors": {0: "labels"},
+            "scores": {0: "batch", 1: "labels"},
+        },
+        metadata={"mlzsl_card": json.dumps(card, default=str), **preprocessing},
+    )
+    return card
