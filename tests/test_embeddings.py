@@ -204,6 +204,8 @@ def test_list_embedders_describes_every_spec():
         "nus:PICKLE[,TAGLIST,CONCEPTS]",
         "minilm",
         "lenient:SPEC",
+        "lift:DIM:SPEC",
+        "glove50x300",
     }
     assert all(isinstance(d, str) and d and "\n" not in d for d in specs.values())
 
@@ -221,6 +223,27 @@ def test_lenient_averages_known_words_and_zeroes_labels_with_none(glove50):
         glove50.embed(["Qwxzvbnm"])
     with pytest.raises(ConfigError, match="word-vector"):
         create_embedder("lenient:minilm")
+
+
+def test_the_orthogonal_lift_keeps_cosines_and_norms(glove50):
+    labels = ["dog", "red circle", "ice cream", "cat", "blue"]
+    lifted = create_embedder("glove50x300")
+    assert lifted.dim == 300 and lifted.spec == "lift:300:glove50"
+    assert lifted.name == "lift300s0:glove50"
+    small, big = glove50.embed(labels), lifted.embed(labels)  # [5, 50], [5, 300]
+    assert big.shape == (5, 300) and big.dtype == np.float32
+    np.testing.assert_allclose(big @ big.T, small @ small.T, rtol=1e-5, atol=1e-4)
+    cos = l2_normalize(big) @ l2_normalize(big).T
+    np.testing.assert_allclose(cos, l2_normalize(small) @ l2_normalize(small).T, atol=1e-6)
+    np.testing.assert_array_equal(big, create_embedder("lift:300:glove50").embed(labels))  # fixed
+    assert not np.allclose(big[:, :50], small)  # a rotation, not a zero-padding
+    assert create_embedder("lift:64:glove50").embed(labels).shape == (5, 64)
+
+
+@pytest.mark.parametrize("spec", ["lift:glove50", "lift:x:glove50", "lift:20:glove50", "lift:300:"])
+def test_a_bad_lift_spec_is_a_config_error(spec):
+    with pytest.raises(ConfigError):
+        create_embedder(spec)
 
 
 def test_a_bracketed_qualifier_is_ignored(glove50):

@@ -91,9 +91,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+# Arguments added after checkpoints were already being written, with the value those checkpoints
+# were built with (a checkpoint without the key rebuilds the model it was saved from, not the new
+# default): LESA's BatchNorm and initialisers became the release's (docs/models.md, lesa).
+_OLD_LESA_TRUNK = {"init": "he", "bn_eps": 1e-5, "bn_momentum": 0.1}
+_SAVED_BEFORE: dict[str, dict[str, Any]] = {
+    "lesa": _OLD_LESA_TRUNK,
+    "attention_per_cluster": _OLD_LESA_TRUNK,
+}
+
+
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     """Rebuild the model a loaded checkpoint describes and load its weights."""
-    args = dict(ckpt["model_args"])
+    args = {**_SAVED_BEFORE.get(ckpt["model"], {}), **dict(ckpt["model_args"])}
     if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
         args["backbone_weights"] = None
     try:

@@ -5,7 +5,8 @@
 
 Specs (:func:`create_embedder`, :func:`list_embedders`): ``glove50`` (default, packaged GloVe
 6B 50-d), ``glove:PATH`` (a GloVe text file), ``nus:PICKLE[,TAGLIST,CONCEPTS]`` (the LESA/BiAM
-NUS-WIDE pickle), ``minilm`` (packaged all-MiniLM-L6-v2, optional extra).
+NUS-WIDE pickle), ``minilm`` (packaged all-MiniLM-L6-v2, optional extra), ``lift:DIM:SPEC`` /
+``glove50x300`` (a fixed orthogonal lift to DIM, :mod:`mlzsl.embeddings.lift`).
 
 Word-vector embedders look a label up whole, else average the vectors of its lower-cased
 tokens (split on whitespace, ``_``, ``-``); see :mod:`mlzsl.embeddings.base`. An unknown word

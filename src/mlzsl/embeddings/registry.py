@@ -10,6 +10,9 @@ spec                               embedder
 ``minilm``                         packaged all-MiniLM-L6-v2 sentence encoder, 384-d (extra)
 ``lenient:SPEC``                   a word-vector SPEC that skips unknown words (zero vector
                                    for a label with none), e.g. ``lenient:glove:PATH``
+``lift:DIM:SPEC``                  SPEC's vectors lifted to DIM by a fixed random orthogonal
+                                   map (cosines kept; :mod:`mlzsl.embeddings.lift`)
+``glove50x300``                    ``lift:300:glove50``: GloVe-50 geometry at the paper's 300-d
 =================================  ==========================================================
 
 The kind before the first ``:`` is case-insensitive; everything after it is the argument.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 from mlzsl.embeddings.base import Embedder, WordVectorEmbedder
 from mlzsl.embeddings.glove import Glove50Embedder, GloveTextEmbedder
+from mlzsl.embeddings.lift import LiftedEmbedder
 from mlzsl.embeddings.nus import NusPickleEmbedder
 from mlzsl.embeddings.sentence import MiniLMEmbedder
 from mlzsl.errors import ConfigError
@@ -59,6 +63,18 @@ def _build_lenient(argument: str) -> Embedder:
     return inner
 
 
+def _build_lift(argument: str) -> Embedder:
+    """``DIM:SPEC``: SPEC's vectors lifted to DIM (see :mod:`mlzsl.embeddings.lift`)."""
+    dim_text, colon, inner_spec = argument.partition(":")
+    try:
+        dim = int(dim_text)
+    except ValueError:
+        dim = 0
+    if not colon or not inner_spec.strip() or dim <= 0:
+        raise ConfigError(f"embedder spec 'lift:{argument}': expected lift:DIM:SPEC")
+    return LiftedEmbedder(create_embedder(inner_spec), dim)
+
+
 _KINDS: dict[str, _Kind] = {
     "glove50": _Kind(
         "glove50",
@@ -89,6 +105,18 @@ _KINDS: dict[str, _Kind] = {
         "a word-vector SPEC that averages the words it knows (zero vector when none), one warning",
         _build_lenient,
         takes_argument=True,
+    ),
+    "lift": _Kind(
+        "lift:DIM:SPEC",
+        "SPEC's vectors lifted to DIM by a fixed random orthogonal map (cosines kept)",
+        _build_lift,
+        takes_argument=True,
+    ),
+    "glove50x300": _Kind(
+        "glove50x300",
+        "lift:300:glove50, GloVe-50 lifted to the paper's 300-d (same cosines)",
+        lambda _: _build_lift("300:glove50"),
+        takes_argument=False,
     ),
 }
 

@@ -1,9 +1,10 @@
 """Layers and scoring rules that several models share.
 
-LESA's trunk (``SharedAttention``, ``span_regularizer``, He-normal label classifiers) serves
-``lesa``, ``attention_per_cluster`` and ``kim_bilinear``; the (ML)²P encoder blocks serve ``ml2p``
-and ``ml2p_official``; the pooled MLP head and the one-direction score serve ``fast0tag``,
-``sdl`` and ``labelem``. Each block's source is stated in the model files' provenance tables.
+LESA's trunk (``SharedAttention``, ``span_regularizer``, label classifiers with the release's or
+He-normal initialisers) serves ``lesa``, ``attention_per_cluster`` and ``kim_bilinear``; the
+(ML)²P encoder blocks serve ``ml2p`` and ``ml2p_official``; the pooled MLP head and the
+one-direction score serve ``fast0tag``, ``sdl`` and ``labelem``. Each block's source is stated
+in the model files' provenance tables.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ __all__ = [
     "best_vector_scores",
     "channel_shuffle",
     "direction_scores",
+    "INITS",
     "he_normal",
     "label_classifier",
     "mlp_head",
     "span_regularizer",
+    "tf_variance_scaling",
 ]
 
 
@@ -66,15 +69,32 @@ def mlp_head(in_features: int, hidden: int, out_features: int, dropout: float) -
 # -- LESA's trunk (lesa, attention_per_cluster, kim_bilinear)
 
 
+INITS = ("release", "he")  # LESA trunk initialisers: the TF release's, or ours (He-normal)
+
+
 def he_normal(weight: Tensor, fan_in: int) -> None:
-    """He-normal init, std = sqrt(2 / fan_in) (TF ``variance_scaling_initializer`` defaults)."""
+    """He-normal init, std = sqrt(2 / fan_in), untruncated (ours; see ``tf_variance_scaling``)."""
     nn.init.normal_(weight, std=math.sqrt(2.0 / fan_in))
 
 
-def label_classifier(embed_dim: int, width: int) -> nn.Linear:
-    """W: label vector [E] -> classifier [width], no bias, He-normal weight [width, E]."""
+def tf_variance_scaling(weight: Tensor, fan_in: int) -> None:
+    """TF 1 ``contrib.layers.variance_scaling_initializer()`` with its defaults.
+
+    factor 2, mode FAN_IN, not uniform: a normal truncated at ±2 std, std = sqrt(1.3·2 / fan_in)
+    (the 1.3 undoes the truncation's shrinkage), fan_in = the variable's second-last dimension.
+    """
+    std = math.sqrt(1.3 * 2.0 / fan_in)
+    nn.init.trunc_normal_(weight, std=std, a=-2.0 * std, b=2.0 * std)
+
+
+def label_classifier(embed_dim: int, width: int, init: str = "he") -> nn.Linear:
+    """W: label vector [E] -> classifier [width], no bias, weight [width, E].
+
+    ``init="he"``: He-normal (ours); ``"release"``: LESA's ``prediction_frac/W`` [width, E],
+    TF variance scaling with fan_in = width.
+    """
     layer = nn.Linear(embed_dim, width, bias=False)
-    he_normal(layer.weight, width)
+    (tf_variance_scaling if init == "release" else he_normal)(layer.weight, width)
     return layer
 
 
@@ -86,26 +106,47 @@ class SharedAttention(nn.Module):
         conv_channels: C', channels after the conv (``None``: C). Ignored without the conv.
         num_attentions: T, number of attention maps.
         use_conv: apply the 2×2 conv + BN + ReLU front-end.
+        init: ``"he"`` (ours): He-normal conv and attention weights, zero attention biases;
+            ``"release"`` (LESA's TF code): Glorot-uniform conv (slim's default), attention
+            weight and bias drawn together from TF variance scaling with fan_in = C' + 1 (the
+            release's ``w_att_*`` [C'+1, ·] hold the bias as their last row).
+        bn_eps, bn_momentum: the conv's BatchNorm (PyTorch momentum; the release's TF
+            ``batch_normalization`` has epsilon 1e-3, decay 0.99, i.e. momentum 0.01).
     """
 
     def __init__(
-        self, *, in_channels: int, conv_channels: int | None, num_attentions: int, use_conv: bool
+        self,
+        *,
+        in_channels: int,
+        conv_channels: int | None,
+        num_attentions: int,
+        use_conv: bool,
+        init: str = "he",
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         width = (conv_channels or in_channels) if use_conv else in_channels
         self.out_channels = width
         self.conv: nn.Module = nn.Identity()
+        release = init == "release"
         if use_conv:
             conv = nn.Conv2d(in_channels, width, kernel_size=2, bias=False)  # BN supplies the bias
-            he_normal(conv.weight, in_channels * 4)
-            self.conv = nn.Sequential(
-                nn.ZeroPad2d((0, 1, 0, 1)), conv, nn.BatchNorm2d(width), nn.ReLU()
-            )
+            if release:
+                nn.init.xavier_uniform_(conv.weight)  # fans 4·C and 4·C', as TF's
+            else:
+                he_normal(conv.weight, in_channels * 4)
+            norm = nn.BatchNorm2d(width, eps=bn_eps, momentum=bn_momentum)
+            self.conv = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), conv, norm, nn.ReLU())
         self.hidden = nn.Linear(width, width)
         self.logits = nn.Linear(width, num_attentions)
         for layer in (self.hidden, self.logits):
-            he_normal(layer.weight, width)
-            nn.init.zeros_(layer.bias)
+            if release:
+                for parameter in (layer.weight, layer.bias):
+                    tf_variance_scaling(parameter, width + 1)
+            else:
+                he_normal(layer.weight, width)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Regions and attention logits: [B, C, H, W] -> ([B, P, C'], [B, T, P])."""
@@ -206,14 +247,23 @@ class MixerBlock(nn.Module):
 
 
 class GroupAttention(nn.Module):
-    """Group-wise attention out = (q kᵀ) v over the G group vectors; no softmax, no scaling."""
+    """Group-wise attention out = (q kᵀ) v over the G group vectors; no softmax.
 
-    def __init__(self, *, embed_dim: int) -> None:
+    Args:
+        embed_dim: E.
+        scale: multiply the affinity q kᵀ by 1/√E (ours, off as released: without it one Adam
+            step moves q kᵀ by ∝ E, see docs/models.md, ml2p, "Large E").
+    """
+
+    def __init__(self, *, embed_dim: int, scale: bool = False) -> None:
         super().__init__()
         self.query = Mlp(embed_dim, embed_dim)
         self.key = Mlp(embed_dim, embed_dim)
+        self.scale = embed_dim**-0.5 if scale else None
 
     def forward(self, x: Tensor) -> Tensor:
         """Map [B, G, E] to [B, G, E]."""
         affinity = self.query(x) @ self.key(x).transpose(-2, -1)  # [B, G, G]
+        if self.scale is not None:
+            affinity = affinity * self.scale
         return affinity @ x  # [B, G, E]

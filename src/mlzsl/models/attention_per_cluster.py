@@ -25,6 +25,8 @@ Provenance (paper: the ablation; release: LESA's code; ours: fixed by neither)::
     random unit centres before fitting                  ours
     hard argmax assignment, no gradient to centres      paper (fixed clusters)
     trunk, W C'×E, label normalisation                  release (LESA's)
+    BN eps 1e-3, momentum 0.01; Glorot-uniform conv,    release (LESA's, issue 14); init="he",
+      truncated-normal attention and W, biases drawn      bn_eps=1e-5, bn_momentum=0.1: ours
     span term on the K maps, lambda_span = 0.01         release (LESA's); other terms left out, ours
     training (ranking loss, RMSProp lr 1e-3, batch 32)  release (LESA's; set by configs)
 """
@@ -38,7 +40,7 @@ from torch import Tensor
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
-from mlzsl.models._layers import SharedAttention, label_classifier, span_regularizer
+from mlzsl.models._layers import INITS, SharedAttention, label_classifier, span_regularizer
 
 __all__ = ["AttentionPerCluster", "attention_per_cluster", "spherical_kmeans"]
 
@@ -70,6 +72,8 @@ class AttentionPerCluster(MLZSLModel):
         use_conv: apply LESA's 2×2 conv + BN + ReLU front-end.
         kmeans_iterations: Lloyd steps when fitting the codebook.
         lambda_span: weight of LESA's span regulariser on the K attention maps.
+        init: ``"release"`` (LESA's TF initialisers) or ``"he"`` (ours, before issue 14).
+        bn_eps, bn_momentum: the conv's BatchNorm (LESA's release: 1e-3 and 0.01).
     """
 
     centres: Tensor  # [K, E] buffer, unit rows
@@ -85,8 +89,12 @@ class AttentionPerCluster(MLZSLModel):
         use_conv: bool = True,
         kmeans_iterations: int = 10,
         lambda_span: float = 0.01,
+        init: str = "release",
+        bn_eps: float = 1e-3,
+        bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
+        self.check_choice("init", init, INITS)
         self.check_positive(
             num_clusters=num_clusters,
             conv_channels=in_channels if conv_channels is None else conv_channels,
@@ -100,8 +108,11 @@ class AttentionPerCluster(MLZSLModel):
             conv_channels=conv_channels,
             num_attentions=num_clusters,
             use_conv=use_conv,
+            init=init,
+            bn_eps=bn_eps,
+            bn_momentum=bn_momentum,
         )
-        self.W = label_classifier(embed_dim, self.attention.out_channels)  # weight [C', E]
+        self.W = label_classifier(embed_dim, self.attention.out_channels, init)  # [C', E]
         self.register_buffer("centres", F.normalize(torch.randn(num_clusters, embed_dim), dim=1))
         self.register_buffer("centres_fitted", torch.tensor(False))
         self._logits: Tensor | None = None

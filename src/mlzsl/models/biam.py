@@ -31,11 +31,28 @@ Provenance (release; paper; ours: fixed by neither)::
     L2-normalised label vectors (normalize_labels)      release (normalised GloVe)
     score: mean of the top_k = 6 region scores          release ``predict``; k clipped to P, ours
     no num_positions: any H×W                           ours (the repo hard-codes 14×14)
+    initialisers: PyTorch defaults (a 1×1 conv and a    release (PyTorch defaults)
+      Linear draw from the same distribution)
+
+Released ``BiAM`` state dict -> ours (:func:`release_key_map`; 1×1 conv kernels [O, I, 1, 1]
+become Linear weights [O, I], except ``channel_conv``, a Conv2d here too)::
+
+    release                                     ours
+    conv_3X3.body, conv_3X3.bn                  front.0, front.2
+    region_context_block.w_{q,k,v,o}            region_block.{query,key,value,out}
+    region_context_block.sub_network.conv{1,2}  region_block.ffn.{0,2}
+    scene_context_block.channel_conv.body       scene_block.project
+    scene_context_block.w_g                     scene_block.scene_key
+    scene_context_block.gcff.body, .bn          scene_block.refine.0, .2
+    conv_1X1.body                               fuse
+    W                                           label_map
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -47,10 +64,50 @@ from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 
-__all__ = ["BiAM", "biam"]
+__all__ = ["BiAM", "biam", "release_key_map"]
 
 _BN_EPS, _BN_MOMENTUM = 1e-3, 0.99  # the release's BatchNorm settings (docs/models.md)
 _SCENES = ("pooled", "fc7")
+_KEY_RENAMES = (  # release prefix -> ours (docstring table)
+    (r"^conv_3X3\.body\.", "front.0."),
+    (r"^conv_3X3\.bn\.", "front.2."),
+    (r"^region_context_block\.w_q\.", "region_block.query."),
+    (r"^region_context_block\.w_k\.", "region_block.key."),
+    (r"^region_context_block\.w_v\.", "region_block.value."),
+    (r"^region_context_block\.w_o\.", "region_block.out."),
+    (r"^region_context_block\.sub_network\.conv1\.", "region_block.ffn.0."),
+    (r"^region_context_block\.sub_network\.conv2\.", "region_block.ffn.2."),
+    (r"^scene_context_block\.channel_conv\.body\.", "scene_block.project."),
+    (r"^scene_context_block\.w_g\.", "scene_block.scene_key."),
+    (r"^scene_context_block\.gcff\.body\.", "scene_block.refine.0."),
+    (r"^scene_context_block\.gcff\.bn\.", "scene_block.refine.2."),
+    (r"^conv_1X1\.body\.", "fuse."),
+    (r"^W\.", "label_map."),
+)
+_LINEAR_FROM_CONV = ("region_block.", "scene_block.scene_key.", "fuse.")
+
+
+def release_key_map(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a state dict of the released ``BiAM`` module to this model's names and shapes.
+
+    A leading ``module.`` (a ``DataParallel`` save) is stripped; 1×1 conv kernels that are
+    Linear layers here are squeezed to [O, I]. Keys already in our naming pass through.
+
+    Args:
+        state_dict: released parameter names -> tensors.
+
+    Returns:
+        A dict that a :class:`BiAM` with the same sizes loads with ``strict=True``.
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        for pattern, replacement in _KEY_RENAMES:
+            key = re.sub(pattern, replacement, key)
+        if key.startswith(_LINEAR_FROM_CONV) and key.endswith(".weight") and value.ndim == 4:
+            value = value.flatten(1)  # [O, I, 1, 1] -> [O, I]
+        out[key] = value
+    return out
 
 
 def _conv3x3_relu_bn(in_channels: int, out_channels: int) -> nn.Sequential:

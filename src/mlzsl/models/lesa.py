@@ -19,14 +19,19 @@ Provenance (release: the official code; paper: the CVPR text; ours: fixed by nei
 
     choice                                          source
     2×2 conv, no bias, + BN + ReLU, pad (0,1,0,1)   release ``_conv`` (TF 'SAME')
+    BN eps 1e-3, momentum 0.01 (TF decay 0.99)      release ``tf.layers.batch_normalization``
+    conv weight Glorot-uniform (init="release")     release (slim ``conv2d`` default)
     C' = C by default                               release (512); ``conv_channels`` ours
     conv's L2 penalty (built, never added): none    release ``is_regularizer=False``
     attention Linear C'->C', tanh, Linear C'->T     release ``_attention_layer_MLP``
     T = 10                                          release ``T=10``
-    He-normal weights (fan-in, factor 2)            release ``variance_scaling_initializer``
-    attention biases zero                           ours
+    attention and W weights: truncated normal,      release ``variance_scaling_initializer``
+      std sqrt(2.6 / fan_in), cut at ±2 std           (TF contrib defaults)
+    attention biases drawn with the weights         release (bias = last row of ``w_att_*``)
+    init="he": He-normal conv, attention and W,     ours (the default before issue 14)
+      zero attention biases
     score = max over T of <f_t, W u_c>              release ``_predict_frac``; paper
-    W C'×E, He-normal, no bias                      release
+    W C'×E, no bias (init as the attention above)   release ``prediction_frac/W``
     label vectors fixed and L2-normalised           release ``normalize(vecs)``
     span term, lambda_span = 0.01                   release ``_attention_ortho_span_regularizer``
     distribution term, lambda_dist = 0.1            release ``..._distribution_soft_cardinality``
@@ -36,10 +41,31 @@ Provenance (release: the official code; paper: the CVPR text; ours: fixed by nei
 The distribution and global terms need the targets y (+1 / −1 / 0): ``extra_loss(targets)``
 computes all three (the trainer passes them through :func:`mlzsl.losses.model_extra_loss`);
 ``extra_loss()`` computes the label-free span term only.
+
+Released variables -> ours (:func:`release_key_map`; D = C', TF kernels are HWIO, ours OIHW)::
+
+    release                                       ours
+    conv/conv/weights [2, 2, C, D]                attention.conv.1.weight (transposed)
+    conv/conv/batch_normalization/gamma, beta     attention.conv.2.weight, .bias
+    conv/conv/batch_normalization/moving_mean,    attention.conv.2.running_mean, .running_var
+      moving_variance
+    attention_layer/w_att_1 [D+1, D]              attention.hidden.weight (rows :D, transposed),
+                                                    .bias (row D)
+    attention_layer/w_att_2 [D+1, T]              attention.logits.weight, .bias (likewise)
+    prediction_frac/W [D, E]                      W.weight
+    vecs (the label vectors)                      not a parameter: label vectors are an input
+
+The release appends a constant 1 to every region (``_augment_1``) and a 0 to every classifier
+(``_augment_0``): the 1 is the attention MLP's bias input and meets a 0 in every score, so the
+attended features here are the release's without that last entry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -47,7 +73,13 @@ from torch import Tensor
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
-from mlzsl.models._layers import SharedAttention, he_normal, label_classifier, span_regularizer
+from mlzsl.models._layers import (
+    INITS,
+    SharedAttention,
+    he_normal,
+    label_classifier,
+    span_regularizer,
+)
 
 __all__ = [
     "LESA",
@@ -56,6 +88,7 @@ __all__ = [
     "global_regularizer",
     "he_normal",
     "lesa",
+    "release_key_map",
     "span_regularizer",
 ]
 
@@ -92,6 +125,8 @@ class LESA(MLZSLModel):
         lambda_span: weight of the span (diversity) regulariser.
         lambda_dist: weight of the distribution regulariser (needs targets).
         lambda_global: weight of the global (relevance) regulariser (needs targets).
+        init: ``"release"`` (TF release's initialisers) or ``"he"`` (ours, before issue 14).
+        bn_eps, bn_momentum: the conv's BatchNorm (release: 1e-3 and 0.01).
     """
 
     def __init__(
@@ -105,8 +140,12 @@ class LESA(MLZSLModel):
         lambda_span: float = 0.01,
         lambda_dist: float = 0.1,
         lambda_global: float = 0.001,
+        init: str = "release",
+        bn_eps: float = 1e-3,
+        bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
+        self.check_choice("init", init, INITS)
         self.check_positive(
             num_attentions=num_attentions,
             conv_channels=in_channels if conv_channels is None else conv_channels,
@@ -121,8 +160,11 @@ class LESA(MLZSLModel):
             conv_channels=conv_channels,
             num_attentions=num_attentions,
             use_conv=use_conv,
+            init=init,
+            bn_eps=bn_eps,
+            bn_momentum=bn_momentum,
         )
-        self.W = label_classifier(embed_dim, self.attention.out_channels)  # weight [C', E]
+        self.W = label_classifier(embed_dim, self.attention.out_channels, init)  # [C', E]
         self._cache: dict[str, Tensor] = {}
 
     def attention_maps(self, features: Tensor) -> Tensor:
@@ -187,6 +229,42 @@ class LESA(MLZSLModel):
                     * global_regularizer(cache["scores"], cache["global_scores"], targets)
                 )
         return torch.stack(terms).sum() if terms else None
+
+
+def release_key_map(variables: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Map the release's TF variables (name -> array) to a state dict of :class:`LESA`.
+
+    Names may carry TF's ``:0`` suffix; ``vecs`` and optimiser slots (names with ``RMSProp`` or
+    ``Momentum``) are skipped. The result loads with ``strict=True`` into a model built with the
+    same C, C', T, E and ``use_conv``.
+
+    Args:
+        variables: e.g. ``{v.name: sess.run(v) for v in tf.global_variables()}`` or a checkpoint
+            reader's ``get_tensor`` for each name.
+
+    Returns:
+        Our parameter and buffer names -> float tensors (``num_batches_tracked`` set to 0).
+    """
+    names = {k.removesuffix(":0"): np.asarray(v) for k, v in variables.items()}
+    out: dict[str, Tensor] = {}
+
+    def put(key: str, value: np.ndarray) -> None:
+        out[key] = torch.from_numpy(np.ascontiguousarray(value))
+
+    bn = "conv/conv/batch_normalization/"
+    if "conv/conv/weights" in names:
+        put("attention.conv.1.weight", names["conv/conv/weights"].transpose(3, 2, 0, 1))
+        put("attention.conv.2.weight", names[bn + "gamma"])
+        put("attention.conv.2.bias", names[bn + "beta"])
+        put("attention.conv.2.running_mean", names[bn + "moving_mean"])
+        put("attention.conv.2.running_var", names[bn + "moving_variance"])
+        out["attention.conv.2.num_batches_tracked"] = torch.tensor(0)
+    for ours, theirs in (("hidden", "w_att_1"), ("logits", "w_att_2")):
+        matrix = names[f"attention_layer/{theirs}"]  # [D+1, out]
+        put(f"attention.{ours}.weight", matrix[:-1].T)
+        put(f"attention.{ours}.bias", matrix[-1])
+    put("W.weight", names["prediction_frac/W"])
+    return out
 
 
 lesa = LESA  # the builder

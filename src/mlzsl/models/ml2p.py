@@ -34,6 +34,7 @@ Provenance (release: the official code; paper: the CVPR text; ours: fixed by nei
     num_blocks = 1 (the release passes 3, builds 1)     release
     max over positions, then sigmoid                    release (``AdaptiveMaxPool2d``)
     group attention (q kᵀ) v, MLP q/k, no softmax       release ``Group_Attention``
+    group_attention_scale (1/√E on q kᵀ), off           ours (for E ≥ 300, docs/models.md)
     interleave_groups: ``out.reshape(E, G).T``          release test code; False: paper's text
     score: max over G of the dot product, no label map  release
     normalize_labels = True                             ours (release: raw for ZSL, L2 for GZSL)
@@ -89,6 +90,10 @@ class ML2PEncoder(MLZSLModel):
             before the sigmoid and group attention, giving G scoring vectors; ``"scores"`` (ours)
             keeps every position, runs sigmoid and group attention per position and lets the
             score's max run over positions and groups (P·G scoring vectors).
+        group_attention_scale: multiply the group attention's affinity q kᵀ by 1/√E (ours; off
+            as released). Unscaled, one Adam step moves q kᵀ by an amount ∝ E, so at E = 300 or
+            384 the first steps blow it up and the head stops learning (docs/models.md, ml2p,
+            "Large E"); use it with a smaller learning rate (configs/scenes_e300/ml2p.yaml).
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class ML2PEncoder(MLZSLModel):
         interleave_groups: bool = True,
         normalize_labels: bool = True,
         position_pooling: str = "features",
+        group_attention_scale: bool = False,
     ) -> None:
         super().__init__()
         self.check_choice("position_pooling", position_pooling, POSITION_POOLING)
@@ -133,7 +139,7 @@ class ML2PEncoder(MLZSLModel):
                 for _ in range(num_blocks)
             )
         )
-        self.group_attention = GroupAttention(embed_dim=embed_dim)
+        self.group_attention = GroupAttention(embed_dim=embed_dim, scale=group_attention_scale)
 
     def check_features(self, features: Tensor) -> None:
         """Raise :class:`ConfigError` unless ``features`` is [B, C, H, W] with H·W = P."""
