@@ -59,3 +59,16 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = root.parent / "tiny.h5"
     extract_features(root, out, image_size=64, workers=0, show_progress=False)
     return out
+
+
+def train_tiny_run(root: Path, *, epochs: int) -> dict[str, Path]:
+    """Scenes data (48 train / 24 test at 64 px), its store and a fast0tag run, all through the
+    CLI: ``{"root", "data", "store", "run", "ckpt"}``."""
+    from mlzsl.cli import main
+
+    data, store, run = root / "scenes", root / "s.h5", root / "run"
+    assert main(["data", "scenes", "--out", str(data), "--train", "48", "--test", "24"]) == 0
+    assert main(["extract", str(data), "--out", str(store), "--workers", "0"]) == 0
+    args = ["train", "--store", str(store), "--model", "fast0tag", "--out", str(run)]
+    assert main([*args, f"epochs={epochs}", "batch_size=16", "--json"]) == 0
+    return {"root": root, "data": data, "store": store, "run": run, "ckpt": run / "best.pt"}

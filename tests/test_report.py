@@ -19,17 +19,13 @@ from mlzsl.cli import main
 from mlzsl.metrics import average_precision_per_label
 from mlzsl.report import precision_recall_curve, write_report
 
+from .conftest import train_tiny_run
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Scenes data, its store and a fast0tag run of 3 epochs."""
-    root = tmp_path_factory.mktemp("report")
-    data, store, out = root / "scenes", root / "s.h5", root / "run"
-    assert main(["data", "scenes", "--out", str(data), "--train", "48", "--test", "24"]) == 0
-    assert main(["extract", str(data), "--out", str(store), "--workers", "0"]) == 0
-    args = ["train", "--store", str(store), "--model", "fast0tag", "--out", str(out)]
-    assert main([*args, "epochs=3", "batch_size=16", "--json"]) == 0
-    return {"root": root, "store": store, "run": out, "ckpt": out / "best.pt"}
+    return train_tiny_run(tmp_path_factory.mktemp("report"), epochs=3)
 
 
 # -- the model card

@@ -19,19 +19,15 @@ from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.protocol import evaluate
 from mlzsl.tagger import Tagger, collect_images, read_labels_file
 
+from .conftest import train_tiny_run
+
 LABELS = "red star, blue heart, green ring"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Scenes data (64 px) and a fast0tag checkpoint trained on its features for 2 epochs."""
-    root = tmp_path_factory.mktemp("tagfolders")
-    data, store, run = root / "scenes", root / "s.h5", root / "run"
-    assert main(["data", "scenes", "--out", str(data), "--train", "48", "--test", "24"]) == 0
-    assert main(["extract", str(data), "--out", str(store), "--workers", "0"]) == 0
-    args = ["train", "--store", str(store), "--model", "fast0tag", "--out", str(run)]
-    assert main([*args, "epochs=2", "batch_size=16", "--json"]) == 0
-    return {"data": data, "ckpt": run / "best.pt", "root": root}
+    return train_tiny_run(tmp_path_factory.mktemp("tagfolders"), epochs=2)
 
 
 def _photos(trained: dict[str, Path], tmp_path: Path) -> Path:

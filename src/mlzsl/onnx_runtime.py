@@ -26,7 +26,7 @@ import numpy as np
 
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
-from mlzsl.tags import TagRun, tag_paths
+from mlzsl.tags import TagRun, same_size_runs, tag_paths
 
 __all__ = ["OnnxTagger", "require_onnxruntime"]
 
@@ -134,13 +134,7 @@ class OnnxTagger:
 
     def score_images(self, images: Sequence[np.ndarray], vectors: np.ndarray) -> np.ndarray:
         """Scores of decoded images (sizes may differ; equal sizes in a row go together)."""
-        parts, start = [], 0
-        while start < len(images):
-            end = start + 1
-            while end < len(images) and images[end].shape == images[start].shape:
-                end += 1
-            parts.append(self.score_pixels(np.stack(images[start:end]), vectors))
-            start = end
+        parts = [self.score_pixels(run, vectors) for run in same_size_runs(images)]
         return np.concatenate(parts) if parts else np.zeros((0, len(vectors)), np.float32)
 
     def scores(self, images: Sequence[str | Path], labels: Sequence[str]) -> np.ndarray:

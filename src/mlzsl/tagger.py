@@ -30,7 +30,7 @@ from mlzsl.pretrained import DEFAULT_PHOTO_MODEL, PHOTO_MODELS, real_photo_check
 from mlzsl.runtime import cache_home
 from mlzsl.tags import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 from mlzsl.tags import Tag as Tag
-from mlzsl.tags import TagRun, parse_labels, rank_row, tag_paths
+from mlzsl.tags import TagRun, parse_labels, rank_row, same_size_runs, tag_paths
 from mlzsl.tags import collect_images as collect_images
 from mlzsl.tags import read_labels_file as read_labels_file
 
@@ -175,14 +175,9 @@ class Tagger:
 
         Images of one size in a row go through the backbone together.
         """
-        parts, start = [], 0
-        while start < len(images):
-            end = start + 1
-            while end < len(images) and images[end].shape == images[start].shape:
-                end += 1
-            pixels = torch.from_numpy(np.stack(images[start:end]))
-            parts.append(self.score_pixels(pixels, vectors))
-            start = end
+        parts = [
+            self.score_pixels(torch.from_numpy(run), vectors) for run in same_size_runs(images)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, len(vectors)), np.float32)
 
     @torch.no_grad()

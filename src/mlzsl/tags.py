@@ -7,7 +7,7 @@ list is parsed, a folder searched and a score row ranked the same way on either 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,6 +110,17 @@ def rank_row(
     with ``threshold``, only those scoring at least that."""
     order = np.argsort(-row, kind="stable")[:top_k]
     return [Tag(names[j], float(row[j])) for j in order if threshold is None or row[j] >= threshold]
+
+
+def same_size_runs(images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+    """Consecutive images of one size stacked together: [n, 3, H, W] per run, in order."""
+    start = 0
+    while start < len(images):
+        end = start + 1
+        while end < len(images) and images[end].shape == images[start].shape:
+            end += 1
+        yield np.stack(images[start:end])
+        start = end
 
 
 class ImageScorer(Protocol):
