@@ -34,7 +34,16 @@ import numpy as np
 import torch
 
 ENV = {**os.environ, "MLZSL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-STORE_DATASETS = ("features", "labels", "image_ids", "split", "vocabulary/names", "vocabulary/seen")
+STORE_DATASETS = (
+    "features",
+    "labels/indptr",
+    "labels/indices",
+    "labels/values",
+    "image_ids",
+    "split",
+    "vocabulary/names",
+    "vocabulary/seen",
+)
 
 
 @dataclass

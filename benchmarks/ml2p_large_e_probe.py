@@ -22,6 +22,7 @@ from mlzsl.embeddings.registry import create_embedder
 from mlzsl.losses import weighted_bce_loss
 from mlzsl.models import _layers
 from mlzsl.models.ml2p import ML2PEncoder
+from mlzsl.store.feature_store import FeatureStore
 
 torch.set_num_threads(1)
 spec, variant, steps, lr = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
@@ -32,7 +33,7 @@ split = f["split"][:]
 tr = np.where(split == b"train")[0][:1536]
 te = np.where(split == b"test")[0][:400]
 X = torch.tensor(f["features"][:].astype(np.float32))
-Y = torch.tensor(f["labels"][:].astype(np.float32))
+Y = torch.tensor(FeatureStore(f.filename).labels().astype(np.float32))  # CSR or dense store
 seen = torch.tensor(f["vocabulary/seen"][:])
 names = [n.decode() if isinstance(n, bytes) else n for n in f["vocabulary/names"][:]]
 V = torch.tensor(create_embedder(spec).embed(names))

@@ -69,3 +69,31 @@ def test_bench_speed_reports_ratios_to_ml2p(capsys) -> None:
     assert fast["infer_mflop_per_img_vs_ml2p"] == pytest.approx(
         fast["infer_mflop_per_img"] / ml2p["infer_mflop_per_img"]
     )
+
+
+def test_bench_speed_label_scaling_on_tiny_sizes(tmp_path: Path, capsys) -> None:
+    chart = tmp_path / "scaling.png"
+    args = ["bench", "speed", "--labels", "3", "40", "--features", "8x4x4", "--embed-dim", "6"]
+    args += ["--batch", "2", "--repeat", "1", "--threads", "1", "--chart", str(chart), "--json"]
+    assert main([*args, "--models", "ml2p", "ml2p:input_pool=2", "biam"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["labels"] == [3, 40] and result["matmul_peak_gflop_per_s"] > 0
+    assert list(result["heads"]) == ["ml2p", "ml2p:input_pool=2", "biam"]
+    full, pooled = result["heads"]["ml2p"]["rows"], result["heads"]["ml2p:input_pool=2"]["rows"]
+    assert [r["labels"] for r in full] == [3, 40]
+    assert all(r["ms_per_img"] > 0 and r["peak_share"] > 0 for r in full + pooled)
+    # the 2×2 pool leaves P = 4 of 16 positions: fewer FLOPs, the same parameters but the mixer's
+    assert pooled[0]["gflop_per_img"] < full[0]["gflop_per_img"]
+    biam = result["heads"]["biam"]["rows"]
+    assert biam[1]["gflop_per_img"] > biam[0]["gflop_per_img"]  # per-region scores grow with L
+    assert chart.stat().st_size > 1000
+
+
+def test_bench_speed_rejects_bad_sizes_and_specs(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "speed", "--labels", "3", "--features", "8x4"])
+    assert exit_info.value.code == 2
+    assert "CxHxW" in capsys.readouterr().err
+    args = ["bench", "speed", "--labels", "3", "--features", "8x4x4", "--embed-dim", "6"]
+    assert main([*args, "--models", "ml2p:input_pool"]) == 2  # key without a value
+    assert "expected NAME[:key=value,...]" in capsys.readouterr().err

@@ -252,6 +252,8 @@ def test_nested_override_onto_a_non_mapping_is_a_config_error(tmp_path: Path) ->
         ("batch_size=0", "batch_size must be at least 1"),
         ("epochs=0", "epochs must be at least 1"),
         ("eval_every=-1", "eval_every must be at least 1"),
+        ("lr_reference_dim=0", "lr_reference_dim must be at least 1"),
+        ("lr_reference_dim=1.5", "lr_reference_dim must be"),
         ("lr=0", "lr must be > 0"),
         ("lr=-0.001", "lr must be > 0"),
         ("warmup_epochs=-0.5", "warmup_epochs and workers"),
@@ -277,6 +279,23 @@ def test_values_are_converted_to_the_fields_types() -> None:
     assert all(isinstance(v, float) for v in (config.lr, config.warmup_epochs, config.grad_clip))
     assert config.ks is None and config.seed == 7
     assert load_config(None, ["ks=[1, 2, 3]"]).ks == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "reference, embed_dim, factor",
+    [(None, 384, 1.0), (50, 50, 1.0), (50, 32, 1.0), (50, 400, 0.125)],
+)
+def test_lr_reference_dim_divides_the_lr_for_larger_label_vectors(
+    reference: int | None, embed_dim: int, factor: float
+) -> None:
+    import torch
+
+    from mlzsl.engine import make_optimizer, peak_lr
+
+    config = load_config(None, ["lr=0.004", f"lr_reference_dim={reference or 'null'}"])
+    assert peak_lr(config, embed_dim) == pytest.approx(0.004 * factor)
+    optimizer = make_optimizer(config, iter([torch.nn.Parameter(torch.zeros(1))]), embed_dim)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.004 * factor)
 
 
 def test_nan_learning_rate_is_refused() -> None:

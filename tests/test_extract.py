@@ -87,7 +87,15 @@ def test_missing_folder_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
 
 def _read_all(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path) as f:
-        return {k: f[k][()] for k in ("features", "labels", "image_ids", "split")}
+        keys = (
+            "features",
+            "labels/indptr",
+            "labels/indices",
+            "labels/values",
+            "image_ids",
+            "split",
+        )
+        return {k: f[k][()] for k in keys}
 
 
 @pytest.mark.slow

@@ -38,7 +38,15 @@ def _extract(root: Path, out: Path, **kwargs: Any) -> ExtractionSummary:
 
 def _content(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path) as f:
-        return {k: f[k][()] for k in ("features", "labels", "image_ids", "split")}
+        keys = (
+            "features",
+            "labels/indptr",
+            "labels/indices",
+            "labels/values",
+            "image_ids",
+            "split",
+        )
+        return {k: f[k][()] for k in keys}
 
 
 def _assert_same_content(a: Path, b: Path) -> None:

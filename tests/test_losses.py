@@ -45,6 +45,44 @@ def test_ranking_loss_matches_the_double_loop(
     assert ranking_loss(scores, targets).item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
+def _dense_ranking_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The [B, L, L] formulation the packed one replaced (differentiable reference)."""
+    pairs = (targets < 0).unsqueeze(2) & (targets > 0).unsqueeze(1)  # [B, L(n), L(p)]
+    margin = 1 + scores.unsqueeze(2) - scores.unsqueeze(1)
+    hinge = torch.where(pairs, margin.clamp_min(0), margin.new_zeros(()))
+    violations = (hinge > 0).sum(dim=(1, 2)).to(hinge.dtype)
+    return (hinge.sum(dim=(1, 2)) / (violations + 1e-8)).mean()
+
+
+def test_ranking_loss_gradient_equals_the_dense_formulation() -> None:
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(6, 40, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(-1, 2, (6, 40), generator=g)
+    targets[0] = 0  # an image with no pairs
+    targets[1] = 1  # only positives
+    (packed,) = torch.autograd.grad(ranking_loss(scores, targets), scores)
+    (dense,) = torch.autograd.grad(_dense_ranking_loss(scores, targets), scores)
+    torch.testing.assert_close(packed, dense, rtol=1e-12, atol=1e-12)
+
+
+def test_ranking_loss_at_open_images_width_stays_small() -> None:
+    """7,586 labels, 8 positives and 8 verified negatives an image (Open Images-like): the old
+    [B, L, L] tensor would be 96 × 7,586² floats (22 GB); packed it is [96, 8, 8]."""
+    g = torch.Generator().manual_seed(0)
+    batch, labels = 96, 7586
+    scores = torch.randn(batch, labels, generator=g, dtype=torch.float64)
+    targets = torch.zeros(batch, labels, dtype=torch.int8)
+    for row in range(batch):
+        chosen = torch.randperm(labels, generator=g)[:16]
+        targets[row, chosen[:8]], targets[row, chosen[8:]] = 1, -1
+    loss = ranking_loss(scores, targets)  # would not fit in memory unpacked
+    rows = slice(0, 3)  # the oracle is slow: a few images, on their annotated columns only
+    columns = (targets[rows] != 0).any(dim=0)
+    expected = ranking_oracle(scores[rows][:, columns], targets[rows][:, columns])
+    assert ranking_loss(scores[rows], targets[rows]).item() == pytest.approx(expected, rel=1e-9)
+    assert torch.isfinite(loss)
+
+
 def test_images_without_pairs_count_as_zero_in_the_mean() -> None:
     scores = torch.tensor([[0.0, 0.5, 3.0], [1.0, 2.0, 3.0]])
     targets = torch.tensor([[1, -1, 0], [1, 1, 0]])  # image 2: positives only, no pair

@@ -56,7 +56,8 @@ def test_features_chunked_one_image_per_chunk(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "s.h5") as f:
         assert f["features"].chunks == (1, 4, 2, 3)
         assert f["features"].dtype == np.float16
-        assert f["labels"].dtype == np.int8
+        assert f["labels/values"].dtype == np.int8 and f["labels/indices"].dtype == np.int32
+        assert f["labels/indptr"].shape == (8,) and f.attrs["format"] == "mlzsl-store-2"
 
 
 def test_no_temporary_file_left_and_incomplete_store_refused(tmp_path: Path) -> None:

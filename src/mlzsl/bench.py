@@ -7,6 +7,11 @@
 * :func:`speed` times each model's head on one feature batch (training step and inference),
   counts FLOPs with torch's counter and compares achieved GFLOP/s with a float32 matmul peak
   measured in the same run; every figure is also given as a ratio to ``ml2p``'s.
+* :func:`label_scaling` times each head's inference at several label counts (the curve of
+  issue 13); :func:`plot_label_scaling` draws it.
+
+A head is named by a spec, ``NAME[:key=value,...]`` (:func:`parse_spec`), e.g.
+``ml2p:input_pool=2`` for (ML)²P on the pool5-sized map.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlzsl.backbones import DEFAULT_BACKBONE
@@ -26,6 +32,7 @@ from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
 from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
 from mlzsl.engine import fit
+from mlzsl.errors import ConfigError
 from mlzsl.losses import model_extra_loss, ranking_loss
 from mlzsl.models import (
     count_parameters,
@@ -34,6 +41,7 @@ from mlzsl.models import (
     model_arguments,
     model_inputs,
 )
+from mlzsl.progress import progress
 from mlzsl.store.extract import extract_features
 
 # image-input models (ml2p_official) train end to end from the scenes resized to this side: VGG19-BN
@@ -212,15 +220,11 @@ def speed_one(
         loss.backward()
         optimizer.step()
 
-    def infer() -> None:
-        with torch.no_grad():
-            model(feats, all_v)
-
     model.train()
     train_flops = 3 * count_flops(lambda: model(feats, seen_v))
     train_s = best_time(train_step, repeat)
     model.eval()
-    infer_s, infer_flops = best_time(infer, repeat), count_flops(infer)
+    infer_s, infer_flops = _inference(model, feats, all_v, repeat)
     return {
         "parameters": count_parameters(model),
         "train_img_per_s": batch / train_s,
@@ -232,9 +236,13 @@ def speed_one(
 
 
 def speed(models: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """:func:`speed_one` for every model plus the matmul peak and ratios to ``ml2p``."""
+    """:func:`speed_one` for every model spec plus the matmul peak and ratios to ``ml2p``."""
+    specs = list(models or list_models(inputs="features"))
+    parsed = {spec: parse_spec(spec) for spec in specs}  # bad specs fail before any timing
     peak = matmul_peak()
-    results = {name: speed_one(name, **kwargs) for name in models or list_models(inputs="features")}
+    results = {
+        spec: speed_one(name, **options, **kwargs) for spec, (name, options) in parsed.items()
+    }
     reference = results.get("ml2p")
     for r in results.values():
         r["infer_peak_share"] = r["infer_gflop_per_s"] / peak
@@ -243,3 +251,115 @@ def speed(models: Sequence[str] | None = None, **kwargs: Any) -> dict[str, Any]:
             for key in ("infer_img_per_s", "train_img_per_s", "infer_mflop_per_img", "parameters"):
                 r[f"{key}_vs_ml2p"] = r[key] / reference[key]
     return {"matmul_peak_gflop_per_s": peak, "models": results}
+
+
+# ----------------------------------------------------------------------------- label scaling
+
+# every feature-map head, plus (ML)²P on the pool5-sized map (configs nus_wide, open_images)
+SCALING_HEADS = ("ml2p", "ml2p:input_pool=2")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"ml2p:position_pooling=scores,groups=4"`` -> ("ml2p", {...}); values read as YAML."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ConfigError(f"model spec {spec!r}: expected NAME[:key=value,...], got {item!r}")
+        options[key] = yaml.safe_load(value)
+    return name, options
+
+
+def scaling_heads() -> list[str]:
+    """The default heads of :func:`label_scaling`: every trainable feature-map model."""
+    names = list_models(inputs="features", trainable=True)
+    return [*SCALING_HEADS, *(n for n in names if n != "ml2p")]
+
+
+def label_scaling(
+    heads: Sequence[str] | None = None,
+    *,
+    labels: Sequence[int] = (81, 1006, 7586, 20000),
+    shape: tuple[int, int, int] = (512, 14, 14),
+    embed_dim: int = 300,
+    batch: int = 32,
+    repeat: int = 3,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Inference time and FLOPs of each head at each label count, against the matmul peak.
+
+    Every head sees the same random maps [batch, *shape] and label vectors [max(labels), E];
+    the first L vectors are scored. The peak is the best of two measurements, before and after
+    the heads (the least disturbed on a shared machine).
+
+    Returns:
+        ``{"matmul_peak_gflop_per_s", "labels", "heads": {spec: {"parameters", "rows": [{labels,
+        ms_per_img, gflop_per_img, peak_share}, ...]}}}``.
+    """
+    specs = list(heads or scaling_heads())
+    parsed = {spec: parse_spec(spec) for spec in specs}  # bad specs fail before any timing
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(batch, *shape, generator=g).relu()  # [B, C, H, W]
+    vectors = torch.randn(max(labels), embed_dim, generator=g)  # [L, E]
+    peak = matmul_peak()
+    heads_out: dict[str, Any] = {}
+    bar = progress(total=len(specs) * len(labels), desc="bench speed", unit="run", disable=quiet)
+    for spec, (name, options) in parsed.items():
+        model = _build(name, shape, embed_dim, **options).eval()
+        rows = []
+        for count in labels:
+            seconds, flops = _inference(model, feats, vectors[:count], repeat)
+            rows.append(
+                {
+                    "labels": count,
+                    "ms_per_img": 1000 * seconds / batch,
+                    "gflop_per_img": flops / batch / 1e9,
+                    "gflop_per_s": flops / seconds / 1e9,
+                }
+            )
+            bar.update(1)
+        heads_out[spec] = {"parameters": count_parameters(model), "rows": rows}
+    bar.close()
+    peak = max(peak, matmul_peak())
+    for head in heads_out.values():
+        for row in head["rows"]:
+            row["peak_share"] = row.pop("gflop_per_s") / peak
+    return {"matmul_peak_gflop_per_s": peak, "labels": list(labels), "heads": heads_out}
+
+
+def _inference(
+    model: Any, feats: torch.Tensor, vectors: torch.Tensor, repeat: int
+) -> tuple[float, int]:
+    """Best wall time of one no-grad forward (seconds), and its FLOPs."""
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(feats, vectors)
+
+    return best_time(infer, repeat), count_flops(infer)
+
+
+def plot_label_scaling(result: dict[str, Any], path: Path, title: str = "") -> None:
+    """ms/img against the number of labels (log–log), one line per head."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for spec, head in result["heads"].items():
+        xs = [r["labels"] for r in head["rows"]]
+        ys = [r["ms_per_img"] for r in head["rows"]]
+        style = "-" if spec.startswith("ml2p") else "--"
+        ax.plot(xs, ys, style, marker="o", label=spec, linewidth=2 if style == "-" else 1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("labels scored (L)")
+    ax.set_ylabel("inference ms / image")
+    ax.set_title(title or "mlzsl bench speed: inference time against the label count")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

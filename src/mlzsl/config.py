@@ -41,6 +41,10 @@ class TrainConfig:
         optimizer_args: extra keyword arguments of the torch optimizer (``betas``, ``momentum``,
             ``alpha``, ``eps``, ...), e.g. LESA's RMSProp momentum 0.9.
         lr: peak learning rate.
+        lr_reference_dim: the label-vector size E the ``lr`` was tuned at; with larger vectors
+            the run uses ``lr · lr_reference_dim / E`` (``None``: ``lr`` at any E). Adam moves
+            every weight by about lr per step, so a layer whose fan-in grows with E moves its
+            outputs ∝ E·lr (docs/models.md, ml2p, "Large E").
         weight_decay: L2 (adam, rmsprop) or decoupled (adamw) weight decay.
         batch_size: global batch size (split across ranks under torchrun).
         epochs: training epochs.
@@ -53,6 +57,8 @@ class TrainConfig:
         workers: DataLoader workers reading the store.
         ks: the K values of P/R/F1@K; ``None`` (default) takes the store's benchmark's: 10, 20
             on Open Images, else 3, 5 (NUS-WIDE, scenes, user data).
+        amp: ``false`` (float32) or ``bf16``: the training forward pass under bfloat16 autocast
+            (CPU or CUDA; no loss scaling, bf16 keeps float32's exponent range).
     """
 
     model: str = "ml2p"
@@ -62,6 +68,7 @@ class TrainConfig:
     optimizer: str = "adam"
     optimizer_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     lr: float = 1e-3
+    lr_reference_dim: int | None = None
     weight_decay: float = 0.0
     batch_size: int = 64
     epochs: int = 20
@@ -73,6 +80,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     workers: int = 0
     ks: list[int] | None = None
+    amp: bool | str = False
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML- and JSON-serialisable dict."""
@@ -83,6 +91,7 @@ _CHOICES = {
     "loss": ("ranking", "bce"),
     "optimizer": ("adam", "adamw", "rmsprop"),
     "schedule": ("cosine", "constant"),
+    "amp": (False, "bf16"),
 }
 
 
@@ -163,8 +172,8 @@ def config_from_dict(
         if key in values and values[key] not in allowed:
             raise ConfigError(f"{at(key)}: {key} must be one of {allowed}, got {values[key]!r}")
     config = TrainConfig(**values)
-    for key in ("batch_size", "epochs", "eval_every"):
-        if getattr(config, key) < 1:
+    for key in ("batch_size", "epochs", "eval_every", "lr_reference_dim"):
+        if getattr(config, key) is not None and getattr(config, key) < 1:
             raise ConfigError(f"{at(key)}: {key} must be at least 1")
     for key, ok in (
         ("lr", config.lr > 0),  # NaN fails

@@ -58,10 +58,13 @@ from mlzsl.store.feature_store import FeatureStore
 
 
 class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Rows of a store, read a whole batch per call: (features float32 [b, C, H, W], labels [b, L]).
+    """Rows of a store, read a whole batch per call: (features float16 [b, C, H, W], labels int8
+    [b, L]).
 
     Indexed with a list of positions (what a BatchSampler yields), so each batch is one HDF5 read
-    instead of one per image.
+    instead of one per image. Features stay float16 as stored: half the bytes through the loader
+    workers and to the device, which makes them float32; labels are the dense rows of the batch
+    only (the store keeps them sparse).
     """
 
     def __init__(self, store: FeatureStore, rows: np.ndarray) -> None:
@@ -72,9 +75,31 @@ class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __getitem__(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.rows[np.asarray(positions, dtype=np.int64)]
-        return torch.from_numpy(self.store.features(rows)), torch.from_numpy(
+        return torch.from_numpy(self.store.features(rows, dtype=np.float16)), torch.from_numpy(
             self.store.labels(rows)
         )
+
+
+class _Waited:
+    """An iterable that adds up the seconds spent in its ``next()`` (waiting for a batch)."""
+
+    def __init__(self, iterable: DataLoader) -> None:
+        self.iterable, self.waited = iterable, 0.0
+
+    def __len__(self) -> int:
+        return len(self.iterable)
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = iter(self.iterable)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.waited += time.perf_counter() - t0
+            yield batch
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -112,13 +137,36 @@ def build_model(
     return create_model(config.model, **sizes, **config.model_args)
 
 
-def make_optimizer(config: TrainConfig, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam, AdamW or RMSProp with the config's learning rate and weight decay."""
+def autocast(config: TrainConfig, device: torch.device) -> torch.autocast:
+    """The training forward's autocast: bfloat16 when ``config.amp == "bf16"``, else a no-op.
+
+    bf16 has float32's exponent range, so gradients need no loss scaling (unlike float16).
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp == "bf16")
+
+
+def peak_lr(config: TrainConfig, embed_dim: int | None = None) -> float:
+    """The run's peak learning rate: ``config.lr``, times ``lr_reference_dim / E`` when the label
+    vectors are larger than the size the lr was tuned at (never raised for smaller ones)."""
+    reference = config.lr_reference_dim
+    if reference is None or embed_dim is None or embed_dim <= reference:
+        return config.lr
+    return config.lr * reference / embed_dim
+
+
+def make_optimizer(
+    config: TrainConfig, params: Iterator[nn.Parameter], embed_dim: int | None = None
+) -> torch.optim.Optimizer:
+    """Adam, AdamW or RMSProp with the run's learning rate (:func:`peak_lr` for label vectors
+    of ``embed_dim``) and the config's weight decay."""
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.optimizer_args.items()}
     try:
         return kinds[config.optimizer](
-            list(params), lr=config.lr, weight_decay=config.weight_decay, **args
+            list(params),
+            lr=peak_lr(config, embed_dim),
+            weight_decay=config.weight_decay,
+            **args,
         )
     except TypeError as e:  # an argument this optimizer does not take
         raise ConfigError(f"optimizer_args for {config.optimizer}: {e}") from None
@@ -156,6 +204,15 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int = 0
+    train_seconds: float = 0.0
+    """Wall time of the training loops run by this call (evaluation and checkpoints excluded)."""
+    data_seconds: float = 0.0
+    """The part of :attr:`train_seconds` spent waiting for the loader's next batch."""
+
+    @property
+    def data_wait(self) -> float:
+        """Share of the training loops' time spent waiting on data (NaN when none ran)."""
+        return self.data_seconds / self.train_seconds if self.train_seconds else math.nan
 
     @property
     def best(self) -> EvalResult:
@@ -245,10 +302,12 @@ class Trainer:
         self.ddp: nn.Module = self.model
         if self.info.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model)
-        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.optimizer = make_optimizer(config, self.model.parameters(), self.vectors.shape[1])
         self.loader = self._loader()
         self.schedule = make_schedule(self.optimizer, config, len(self.loader))
         self.state = _State()
+        self.loop_seconds = 0.0  # training loops of this process, evaluation excluded
+        self.data_seconds = 0.0  # the part of them spent waiting for the next batch
 
     def _loader(self) -> DataLoader:
         rows = StoreRows(self.store, self.train_rows)
@@ -311,7 +370,8 @@ class Trainer:
         if not path.is_file():
             return 0
         ckpt = load_checkpoint(path)
-        if ckpt["config"] != self.config.to_dict():
+        # a key added since the run started (amp, ...) counts as its default, which the run had
+        if {**TrainConfig().to_dict(), **ckpt["config"]} != self.config.to_dict():
             raise ConfigError(
                 f"{path}: this folder holds a run with another config; use a new --out or "
                 "the same settings to resume it"
@@ -331,12 +391,14 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         seen_vectors = self.vectors[self.seen].to(self.info.device)  # [L_seen, E]
         total, batches = 0.0, 0
-        bar = progress(self.loader, desc=f"epoch {epoch}", unit="batch", disable=self.quiet)
+        started, loader = time.perf_counter(), _Waited(self.loader)
+        bar = progress(loader, desc=f"epoch {epoch}", unit="batch", disable=self.quiet)
         for feats, targets in bar:
-            feats = feats.to(self.info.device)
+            feats = feats.to(self.info.device).float()  # [b, C, H, W], float16 in the store
             targets = targets[:, self.seen].to(self.info.device)  # [b, L_seen]
-            scores = self.ddp(feats, seen_vectors)  # [b, L_seen]
-            loss = self.loss_fn(scores, targets)
+            with autocast(self.config, self.info.device):
+                scores = self.ddp(feats, seen_vectors)  # [b, L_seen]
+            loss = self.loss_fn(scores.float(), targets)  # the loss in float32 under amp too
             extra = model_extra_loss(self.model, targets)
             if extra is not None:
                 loss = loss + extra
@@ -348,6 +410,8 @@ class Trainer:
             self.schedule.step()
             total, batches = total + float(loss.detach()), batches + 1
             bar.set_postfix(loss=f"{total / batches:.4f}")
+        self.loop_seconds += time.perf_counter() - started
+        self.data_seconds += loader.waited
         return total / max(1, batches)
 
     def fit(self, resume: bool = True) -> FitResult:
@@ -411,6 +475,8 @@ class Trainer:
             history=self.state.history,
             seconds=seconds,
             resumed_from=first,
+            train_seconds=self.loop_seconds,
+            data_seconds=self.data_seconds,
             results=results,
         )
 

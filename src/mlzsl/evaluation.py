@@ -88,7 +88,8 @@ def predict_scores(
     starts = range(0, len(positions), batch_size)
     for start in progress(starts, desc="score", unit="batch", disable=not show_progress):
         chunk = positions[start : start + batch_size]
-        feats = torch.from_numpy(store.features(rows[chunk])).to(info.device)
+        half = store.features(rows[chunk], dtype=np.float16)  # as stored; float32 on the device
+        feats = torch.from_numpy(half).to(info.device).float()  # [b, C, H, W]
         parts.append(model(feats, vectors).float().cpu().numpy())
     scores = np.concatenate(parts) if parts else np.zeros((0, len(vectors)), np.float32)
     model.train(was_training)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from mlzsl.cli import add_threads_argument, positive_int
+from mlzsl.errors import ConfigError
 
 NAME = "bench"
 HELP = "benchmark every model: `quality` (train on scenes, several seeds) or `speed` (heads)"
@@ -15,12 +17,36 @@ HELP = "benchmark every model: `quality` (train on scenes, several seeds) or `sp
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``mlzsl bench``."""
     parser.add_argument("what", choices=("quality", "speed"))
-    parser.add_argument("--models", nargs="+", default=None, help="default: every registered one")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="model specs NAME[:key=value,...] (default: every registered one; with --labels "
+        "also ml2p:input_pool=2)",
+    )
     parser.add_argument("--seeds", type=positive_int, default=3, help="quality: seeds per model")
     parser.add_argument("--out", type=Path, default=Path("mlzsl-bench"), help="quality: folder")
     parser.add_argument("--train", type=positive_int, default=3000, help="quality: train images")
     parser.add_argument("--test", type=positive_int, default=1000, help="quality: test images")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--labels",
+        type=positive_int,
+        nargs="+",
+        default=None,
+        help="speed: time inference at each label count (the label-scaling curve)",
+    )
+    parser.add_argument(
+        "--features",
+        type=_feature_shape,
+        default=None,
+        metavar="CxHxW",
+        help="speed: feature-map size (default 1280x5x5; with --labels 512x14x14)",
+    )
+    parser.add_argument("--embed-dim", type=positive_int, default=None, help="speed: E")
+    parser.add_argument("--batch", type=positive_int, default=None, help="speed: images per call")
+    parser.add_argument("--repeat", type=positive_int, default=None, help="speed: timed calls")
+    parser.add_argument("--chart", type=Path, default=None, help="speed --labels: PNG to write")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="quality: config overrides"
     )
@@ -72,16 +98,45 @@ def _quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feature_shape(text: str) -> tuple[int, int, int]:
+    """argparse type: ``512x14x14`` -> (512, 14, 14)."""
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected CxHxW such as 512x14x14, got {text!r}")
+    c, h, w = (int(p) for p in parts)
+    return c, h, w
+
+
+def _sizes(args: argparse.Namespace) -> dict[str, Any]:
+    """The speed options given on the command line (the library's defaults otherwise)."""
+    given = {
+        "shape": args.features,
+        "embed_dim": args.embed_dim,
+        "batch": args.batch,
+        "repeat": args.repeat,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _speed(args: argparse.Namespace) -> int:
     from mlzsl.bench import speed
     from mlzsl.cli._common import format_table, print_json
 
-    result = speed(args.models)
+    if args.labels:
+        return _label_scaling(args)
+    if args.chart is not None:
+        raise ConfigError("--chart draws the label-scaling curve: give --labels too")
+    sizes = _sizes(args)
+    result = speed(args.models, **sizes)
     if args.json:
         print_json(result)
         return 0
     peak = result["matmul_peak_gflop_per_s"]
-    print(f"heads on 64 EfficientNet-Lite0 maps (1280×5×5), E=50; matmul peak {peak:.0f} GFLOP/s")
+    c, h, w = sizes.get("shape", (1280, 5, 5))
+    print(
+        f"heads on {sizes.get('batch', 64)} maps {c}×{h}×{w}, E={sizes.get('embed_dim', 50)}; "
+        f"matmul peak {peak:.0f} GFLOP/s"
+    )
     rows = []
     for name, r in result["models"].items():
         rows.append(
@@ -110,3 +165,46 @@ def _speed(args: argparse.Namespace) -> int:
     ]
     print(format_table(headers, rows))
     return 0
+
+
+def _label_scaling(args: argparse.Namespace) -> int:
+    from mlzsl.bench import label_scaling, plot_label_scaling
+    from mlzsl.cli._common import format_table, print_json
+
+    sizes = {"shape": (512, 14, 14), "embed_dim": 300, **_sizes(args)}
+    result = label_scaling(args.models, labels=args.labels, quiet=args.json, **sizes)
+    c, h, w = sizes["shape"]
+    title = f"{c}×{h}×{w} maps, E={sizes['embed_dim']}, {torch_threads()} thread(s)"
+    if args.chart is not None:
+        plot_label_scaling(result, args.chart, title=f"inference time against labels: {title}")
+    if args.json:
+        print_json(result)
+        return 0
+    peak = result["matmul_peak_gflop_per_s"]
+    print(f"{title}; matmul peak {peak:.0f} GFLOP/s")
+    rows = []
+    for spec, head in result["heads"].items():
+        first = head["rows"][0]["ms_per_img"]
+        for r in head["rows"]:
+            rows.append(
+                [
+                    spec,
+                    f"{r['labels']:,}",
+                    f"{r['ms_per_img']:.2f}",
+                    f"{r['gflop_per_img']:.3f}",
+                    f"{r['peak_share']:.2f}",
+                    f"{r['ms_per_img'] / first:.2f}",
+                ]
+            )
+    headers = ["head", "labels", "ms/img", "GFLOP/img", "of peak", f"time vs {args.labels[0]}"]
+    print(format_table(headers, rows))
+    if args.chart is not None:
+        print(f"chart: {args.chart}")
+    return 0
+
+
+def torch_threads() -> int:
+    """torch's intra-op threads (after ``--threads``)."""
+    import torch
+
+    return torch.get_num_threads()

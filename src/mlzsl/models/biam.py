@@ -234,7 +234,9 @@ class BiAM(MLZSLModel):
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """Fused region features: [B, C, H, W] -> [B, P, R], P = H·W."""
         self.check_features(features)
-        h = self.front(features)  # [B, D, H, W]
+        # channels-last: oneDNN's 3×3 convs run ~10 % faster on NCHW-shaped views of [B, H, W, C]
+        # data, and the [B, P, D] region views below need no copy (benchmarks/README.md)
+        h = self.front(features.contiguous(memory_format=torch.channels_last))  # [B, D, H, W]
         regions = self.region_block(h.flatten(2).transpose(1, 2))  # [B, P, D]
         scene = self.scene_block(h, self.scene_vector(features))  # [B, D, H, W]
         fused = torch.cat([regions, scene.flatten(2).transpose(1, 2)], dim=2)  # [B, P, 2D]

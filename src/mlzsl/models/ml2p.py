@@ -10,6 +10,7 @@ parameter count at the released sizes: docs/models.md (ml2p).
 Pipeline (B batch, C channels, P = H·W positions, G groups, E label-vector size)::
 
     features [B, C, H, W]
+      optional k×k max-pool, stride k (input_pool; 2: VGG19 pool5)   [B, C, H/k, W/k]
       1×1 conv C -> G·E (plain conv with bias, no BN/ReLU)          [B, G·E, H, W]
       channel shuffle (G, E) -> (E, G)                               [B, G·E, H, W]
       channel-correlation attention, heads = groups                  [B, G, E, P]
@@ -42,11 +43,15 @@ Provenance (release: the official code; paper: the CVPR text; ours: fixed by nei
     PyTorch default initialisation                      release
     any stored C×H×W map, P = num_positions, frozen     ours (the release: VGG19-BN pyramid,
       backbone                                            49 positions, trained end to end)
+    input_pool = 2 on conv5_4 14×14 maps: P = 49        release (its pyramid ends at pool5,
+                                                          7×7 at 224 px); configs nus_wide,
+                                                          open_images
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlzsl.errors import ConfigError
@@ -58,6 +63,7 @@ from mlzsl.models._layers import (
     MixerBlock,
     best_vector_scores,
     channel_shuffle,
+    channel_shuffle_index,
 )
 
 __all__ = [
@@ -77,7 +83,11 @@ class ML2PEncoder(MLZSLModel):
     """(ML)²P-Encoder head over a C×H×W feature map; scores any set of label vectors.
 
     Args:
-        num_positions: P = H·W of the feature map (49 for the released 7×7).
+        num_positions: H·W of the stored feature map; the encoder runs on the
+            P = num_positions / input_pool² positions after the input pooling.
+        input_pool: max-pool the stored map k×k, stride k, before the encoder (1: off). 2 on
+            VGG19 conv5_4 (14×14) is exactly VGG19's pool5, the released tap: P = 49. H and W
+            must be multiples of k.
         groups: G, channel groups (7 released).
         num_blocks: mixer blocks, each shared by all groups (1 released).
         token_reduction: token-MLP hidden size is ``max(1, P // token_reduction)`` (5 released).
@@ -96,12 +106,15 @@ class ML2PEncoder(MLZSLModel):
             "Large E"); use it with a smaller learning rate (configs/scenes_e300/ml2p.yaml).
     """
 
+    shuffle: Tensor  # [G·E] buffer: the channel shuffle as a gather of the projection's rows
+
     def __init__(
         self,
         *,
         in_channels: int,
         embed_dim: int,
         num_positions: int = 49,
+        input_pool: int = 1,
         groups: int = 7,
         num_blocks: int = 1,
         token_reduction: int = 5,
@@ -116,24 +129,34 @@ class ML2PEncoder(MLZSLModel):
         self.check_choice("position_pooling", position_pooling, POSITION_POOLING)
         self.check_positive(
             num_positions=num_positions,
+            input_pool=input_pool,
             groups=groups,
             num_blocks=num_blocks,
             token_reduction=token_reduction,
             channel_reduction=channel_reduction,
         )
-        self.num_positions, self.groups = num_positions, groups
+        if num_positions % input_pool**2:
+            raise ConfigError(
+                f"ml2p: num_positions={num_positions} (H·W) is not a multiple of "
+                f"input_pool²={input_pool**2}; H and W must be multiples of input_pool"
+            )
+        self.num_positions, self.input_pool, self.groups = num_positions, input_pool, groups
+        positions = num_positions // input_pool**2  # P, what the encoder sees
         self.position_pooling = position_pooling
         self.interleave_groups, self.normalize_labels = interleave_groups, normalize_labels
         self.embed = nn.Conv2d(in_channels, groups * embed_dim, kernel_size=1)
+        # the channel shuffle as a gather of the embedding's output rows (not in state dicts)
+        shuffle = channel_shuffle_index(groups * embed_dim, groups)
+        self.register_buffer("shuffle", shuffle, persistent=False)
         self.channel_attention = ChannelCorrelationAttention(
             groups=groups, embed_dim=embed_dim, residual=attention_residual
         )
         self.mixer = nn.Sequential(
             *(
                 MixerBlock(
-                    num_positions=num_positions,
+                    num_positions=positions,
                     embed_dim=embed_dim,
-                    token_hidden=max(1, num_positions // token_reduction),
+                    token_hidden=max(1, positions // token_reduction),
                     channel_hidden=max(1, embed_dim // channel_reduction),
                 )
                 for _ in range(num_blocks)
@@ -142,15 +165,22 @@ class ML2PEncoder(MLZSLModel):
         self.group_attention = GroupAttention(embed_dim=embed_dim, scale=group_attention_scale)
 
     def check_features(self, features: Tensor) -> None:
-        """Raise :class:`ConfigError` unless ``features`` is [B, C, H, W] with H·W = P."""
+        """Raise :class:`ConfigError` unless ``features`` is [B, C, H, W] with H·W = P_stored.
+
+        P_stored is ``num_positions``; H and W must also be multiples of ``input_pool``.
+        """
+        k = self.input_pool
         if (
             features.ndim != 4
             or features.shape[1] != self.in_channels
             or features.shape[2] * features.shape[3] != self.num_positions
+            or features.shape[2] % k
+            or features.shape[3] % k
         ):
+            pooled = f", H and W multiples of input_pool={k}" if k > 1 else ""
             raise ConfigError(
                 f"ml2p was built for feature maps of {self.in_channels} channels and "
-                f"num_positions={self.num_positions} (H·W); got features of shape "
+                f"num_positions={self.num_positions} (H·W{pooled}); got features of shape "
                 f"{tuple(features.shape)}"
             )
 
@@ -166,10 +196,15 @@ class ML2PEncoder(MLZSLModel):
         """
         self.check_features(features)
         b = features.shape[0]
-        x = self.embed(features)  # [B, G·E, H, W]
-        x = channel_shuffle(x, self.groups)  # [B, G·E, H, W]
-        x = self.channel_attention(x)  # [B, G, E, P]
-        x = self.mixer(x.transpose(-1, -2))  # [B, G, P, E]
+        # channels-last, so the 1×1 convs are GEMMs over [B·P, C] (see attention_map); it also
+        # makes the max-pool ~4× faster than on NCHW
+        x = features.contiguous(memory_format=torch.channels_last)  # [B, C, H, W]
+        if self.input_pool > 1:  # VGG19's pool5 on conv5_4 at k = 2
+            x = F.max_pool2d(x, self.input_pool)  # [B, C, H/k, W/k]
+        bias = None if self.embed.bias is None else self.embed.bias[self.shuffle]
+        x = F.conv2d(x, self.embed.weight[self.shuffle], bias)  # embed + shuffle: [B, G·E, H, W]
+        x = self.channel_attention.forward_positions(x)  # [B, G, P, E]
+        x = self.mixer(x)  # [B, G, P, E]
         if self.position_pooling == "features":
             x = torch.sigmoid(x.amax(dim=2))[:, None]  # [B, 1, G, E], as released
         else:

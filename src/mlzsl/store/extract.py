@@ -82,6 +82,7 @@ EXCLUDED_PREFIX = "excluded by verify-data: "
 # ranks may reach the barrier hours apart (one rank's blocks were done by an earlier run), so the
 # default 30-minute collective timeout would kill a healthy job
 _BARRIER_TIMEOUT = timedelta(days=7)
+_LABEL_ROWS = 4096  # label rows copied out of the dataset's targets at a time, into the store
 
 
 def _reason(error: BaseException) -> str:
@@ -597,7 +598,10 @@ def _write_features(
         features=blocks(),
         n_images=len(kept),
         feature_shape=job.model.output_shape(job.size),
-        labels=dataset.targets[kept],
+        # row blocks: a fancy-indexed copy of Open Images' train targets would be another 13 GB
+        labels=(
+            dataset.targets[kept[i : i + _LABEL_ROWS]] for i in range(0, len(kept), _LABEL_ROWS)
+        ),
         image_ids=[dataset.images[i] for i in kept],
         splits=[dataset.splits[i] for i in kept],
         label_set=dataset.label_set,

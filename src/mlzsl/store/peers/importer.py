@@ -69,6 +69,9 @@ from mlzsl.store.peers.schemes import (
     biam_scheme,
     lesa_scheme,
 )
+from mlzsl.store.sparse_labels import SparseLabels
+
+_LABEL_ROWS = 10_000  # label rows encoded to CSR at a time; the first block is checked for 0/1
 
 
 @dataclass
@@ -77,7 +80,7 @@ class _Scan:
 
     ids: list[str]
     splits: list[str]
-    labels: np.ndarray  # int8 [N, L]
+    labels: SparseLabels  # int8 [N, L] as CSR: Open Images train is ~13 GB dense
     shape: tuple[int, int, int]
 
 
@@ -112,7 +115,8 @@ def _scan_all(
     """Pass 1 over every file: ids, splits, label rows, and one feature shape for all."""
     ids: list[str] = []
     splits: list[str] = []
-    rows: list[np.ndarray] = []
+    rows: list[np.ndarray] = []  # dense label rows not yet encoded, at most _LABEL_ROWS
+    blocks: list[SparseLabels] = []
     shape: tuple[int, int, int] | None = None
     for path, split in sources:
         with progress(desc=f"scan {path.name}", unit="img", disable=not show) as bar:
@@ -126,16 +130,30 @@ def _scan_all(
                 ids.append(image)
                 splits.append(split)
                 rows.append(row)
+                if len(rows) == _LABEL_ROWS:
+                    blocks.append(_encode(rows, blocks, sources))
+                    rows = []
                 bar.update(1)
     if shape is None:
         raise DataError(f"no images in {', '.join(str(p) for p, _ in sources)}")
-    _check_labels(rows, sources)
-    return _Scan(ids, splits, np.stack(rows), shape)
+    if rows:
+        blocks.append(_encode(rows, blocks, sources))
+    return _Scan(ids, splits, SparseLabels.concat(blocks), shape)
+
+
+def _encode(
+    rows: list[np.ndarray], done: list[SparseLabels], sources: Sequence[tuple[Path, str]]
+) -> SparseLabels:
+    """Label rows [n, L] as CSR, with the first block's fill; the first block is checked."""
+    if not done:
+        _check_labels(rows, sources)
+        return SparseLabels.from_dense(np.stack(rows))
+    return SparseLabels.from_dense(np.stack(rows), done[0].fill)
 
 
 def _check_labels(rows: list[np.ndarray], sources: Sequence[tuple[Path, str]]) -> None:
     """Refuse files whose labels look 0/1: both peers write -1 for absent labels."""
-    labels = np.stack(rows[:10_000])
+    labels = np.stack(rows[:_LABEL_ROWS])
     if (labels > 0).any() and not (labels < 0).any():
         raise DataError(
             f"{sources[0][0]}: labels hold no -1 in {len(labels):,} images; both peers write "
