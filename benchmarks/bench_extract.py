@@ -65,15 +65,7 @@ def profile_stages(data: Path, out: Path, args: argparse.Namespace) -> dict[str,
     """Seconds per stage of one extraction decoding in this process (``workers=0``)."""
     profiler = cProfile.Profile()
     profiler.enable()
-    extract_features(
-        data,
-        out,
-        backbone=args.backbone,
-        image_size=args.size,
-        batch_size=args.batch_size,
-        workers=0,
-        show_progress=False,
-    )
+    extract(data, out, args, workers=0)
     profiler.disable()
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     (total,) = [ct for (f, _, name), (*_, ct, _) in stats.items() if name == "extract_features"]
@@ -84,18 +76,23 @@ def profile_stages(data: Path, out: Path, args: argparse.Namespace) -> dict[str,
     return {**seconds, "rest": total - sum(seconds.values()), "total": total}
 
 
-def time_extract(data: Path, out: Path, args: argparse.Namespace) -> float:
-    """Images/s of ``extract_features`` end to end, model load and assembly included."""
-    start = time.perf_counter()
+def extract(data: Path, out: Path, args: argparse.Namespace, workers: int) -> None:
+    """One ``extract_features`` run with the bench's backbone, size and batch."""
     extract_features(
         data,
         out,
         backbone=args.backbone,
         image_size=args.size,
         batch_size=args.batch_size,
-        workers=args.workers,
+        workers=workers,
         show_progress=False,
     )
+
+
+def time_extract(data: Path, out: Path, args: argparse.Namespace) -> float:
+    """Images/s of ``extract_features`` end to end, model load and assembly included."""
+    start = time.perf_counter()
+    extract(data, out, args, workers=args.workers)
     return args.n / (time.perf_counter() - start)
 
 

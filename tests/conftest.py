@@ -72,3 +72,22 @@ def train_tiny_run(root: Path, *, epochs: int) -> dict[str, Path]:
     args = ["train", "--store", str(store), "--model", "fast0tag", "--out", str(run)]
     assert main([*args, f"epochs={epochs}", "batch_size=16", "--json"]) == 0
     return {"root": root, "data": data, "store": store, "run": run, "ckpt": run / "best.pt"}
+
+
+STORE_DATASETS = (  # every array a store keeps per image, in its on-disk layout
+    "features",
+    "labels/indptr",
+    "labels/indices",
+    "labels/values",
+    "image_ids",
+    "split",
+)
+
+
+def assert_same_store_content(a: Path, b: Path) -> None:
+    """Two stores hold identical per-image arrays (features, CSR labels, ids, splits)."""
+    import h5py
+
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for key in STORE_DATASETS:
+            np.testing.assert_array_equal(fa[key][()], fb[key][()], err_msg=key)

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -20,7 +19,7 @@ from mlzsl.backbones.images import load_image
 from mlzsl.cli import main
 from mlzsl.store.feature_store import FeatureStore
 
-from .conftest import make_image_folder
+from .conftest import assert_same_store_content, make_image_folder
 
 EXTRACT = ["--backbone", "efficientnet_lite0", "--threads", "1"]
 
@@ -85,19 +84,6 @@ def test_missing_folder_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
     assert err.startswith("mlzsl extract: error:") and "\n" not in err
 
 
-def _read_all(path: Path) -> dict[str, np.ndarray]:
-    with h5py.File(path) as f:
-        keys = (
-            "features",
-            "labels/indptr",
-            "labels/indices",
-            "labels/values",
-            "image_ids",
-            "split",
-        )
-        return {k: f[k][()] for k in keys}
-
-
 @pytest.mark.slow
 def test_sigkill_then_rerun_gives_the_same_store(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "data", 64, size=96)
@@ -138,10 +124,9 @@ def test_sigkill_then_rerun_gives_the_same_store(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "blocks resumed" in done.stdout
 
-    a, b = _read_all(whole), _read_all(killed)
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    assert len(b["image_ids"]) == 64 and len(set(b["image_ids"])) == 64
+    assert_same_store_content(whole, killed)
+    ids = FeatureStore(killed).image_ids
+    assert len(ids) == 64 and len(set(ids)) == 64
 
 
 def test_bad_arguments_exit_2(image_folder: Path, tmp_path: Path, capsys) -> None:

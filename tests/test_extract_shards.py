@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 import pytest
 import torch
 
@@ -24,7 +23,7 @@ from mlzsl.store.extract import (
 )
 from mlzsl.store.lock import LOCK_STALE_SECONDS
 
-from .conftest import make_image_folder
+from .conftest import assert_same_store_content, make_image_folder
 
 N_IMAGES, BLOCK = 10, 4  # three blocks: 4 + 4 + 2 rows
 FAST = {"image_size": 64, "batch_size": BLOCK, "workers": 0, "show_progress": False}
@@ -34,25 +33,6 @@ ENV = {**os.environ, "MLZSL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
 
 def _extract(root: Path, out: Path, **kwargs: Any) -> ExtractionSummary:
     return extract_features(root, out, **{**FAST, **kwargs})
-
-
-def _content(path: Path) -> dict[str, np.ndarray]:
-    with h5py.File(path) as f:
-        keys = (
-            "features",
-            "labels/indptr",
-            "labels/indices",
-            "labels/values",
-            "image_ids",
-            "split",
-        )
-        return {k: f[k][()] for k in keys}
-
-
-def _assert_same_content(a: Path, b: Path) -> None:
-    ca, cb = _content(a), _content(b)
-    for key in ca:
-        np.testing.assert_array_equal(ca[key], cb[key], err_msg=key)
 
 
 def _assert_clean(out: Path) -> None:
@@ -80,7 +60,7 @@ def test_two_shards_in_turn_equal_an_unsharded_run(reference: tuple[Path, Path])
     second = _extract(root, out, shard=(1, 2))  # block 1, then every block is there: assemble
     assert second.complete and second.n_written == N_IMAGES and second.shard == (1, 2)
     assert second.n_processed == BLOCK
-    _assert_same_content(whole, out)
+    assert_same_store_content(whole, out)
     _assert_clean(out)
 
 
@@ -95,7 +75,7 @@ def test_lone_shard_reports_missing_blocks_then_plain_rerun_assembles(
     assert not out.exists() and (root.parent / "lone.h5.parts").is_dir()
     assert main(["extract", str(root), "--out", str(out), *CLI_FAST]) == 0
     assert "10 images written, 0 skipped, 2 blocks resumed" in capsys.readouterr().out
-    _assert_same_content(whole, out)
+    assert_same_store_content(whole, out)
     _assert_clean(out)
 
 
@@ -116,7 +96,7 @@ def test_torchrun_two_processes_match_one(reference: tuple[Path, Path]) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("images written") == 1, done.stdout  # rank 0 alone prints
-    _assert_same_content(whole, out)
+    assert_same_store_content(whole, out)
     _assert_clean(out)
 
 
@@ -132,7 +112,7 @@ def test_two_shards_started_together_give_one_good_store(reference: tuple[Path, 
     said = [proc.communicate(timeout=300)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], said
     assert "".join(said).count("images written") == 1, said  # exactly one assembled
-    _assert_same_content(whole, out)
+    assert_same_store_content(whole, out)
     _assert_clean(out)
 
 
@@ -209,7 +189,7 @@ def test_lock_of_a_killed_process_does_not_block_a_rerun(reference: tuple[Path, 
     cmd = [sys.executable, "-m", "mlzsl", "extract", str(root), "--out", str(out), *CLI_FAST]
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "10 images written" in done.stdout, done.stderr[-2000:]
-    _assert_same_content(whole, out)
+    assert_same_store_content(whole, out)
     _assert_clean(out)
 
 
@@ -226,7 +206,7 @@ def test_live_lock_is_respected_and_an_old_one_is_broken(reference: tuple[Path, 
     os.utime(lock, (old, old))
     summary = _extract(root, out)
     assert summary.complete and summary.blocks_reused == 3 and summary.n_processed == 0
-    _assert_same_content(whole, out)
+    assert_same_store_content(whole, out)
     _assert_clean(out)
 
 
