@@ -33,17 +33,10 @@ import h5py
 import numpy as np
 import torch
 
+from mlzsl.store.feature_store import IMAGE_DATASETS
+
 ENV = {**os.environ, "MLZSL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-STORE_DATASETS = (
-    "features",
-    "labels/indptr",
-    "labels/indices",
-    "labels/values",
-    "image_ids",
-    "split",
-    "vocabulary/names",
-    "vocabulary/seen",
-)
+STORE_DATASETS = (*IMAGE_DATASETS, "vocabulary/names", "vocabulary/seen")
 
 
 @dataclass

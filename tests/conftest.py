@@ -74,20 +74,47 @@ def train_tiny_run(root: Path, *, epochs: int) -> dict[str, Path]:
     return {"root": root, "data": data, "store": store, "run": run, "ckpt": run / "best.pt"}
 
 
-STORE_DATASETS = (  # every array a store keeps per image, in its on-disk layout
-    "features",
-    "labels/indptr",
-    "labels/indices",
-    "labels/values",
-    "image_ids",
-    "split",
-)
-
-
 def assert_same_store_content(a: Path, b: Path) -> None:
     """Two stores hold identical per-image arrays (features, CSR labels, ids, splits)."""
     import h5py
 
+    from mlzsl.store.feature_store import IMAGE_DATASETS
+
     with h5py.File(a) as fa, h5py.File(b) as fb:
-        for key in STORE_DATASETS:
+        for key in IMAGE_DATASETS:
             np.testing.assert_array_equal(fa[key][()], fb[key][()], err_msg=key)
+
+
+TINY_VOCABULARY = [
+    "red circle",
+    "blue square",
+    "green star",
+    "red square",
+    "blue star",
+    "green ring",
+]
+
+
+def save_tiny_fast0tag(path: Path, **extra: object) -> Path:
+    """An untrained fast0tag checkpoint over EfficientNet-Lite0 at 64 px, GloVe-50 labels
+    (:data:`TINY_VOCABULARY`, 4 seen); ``extra`` adds or replaces payload keys."""
+    from mlzsl.backbones import create_backbone
+    from mlzsl.checkpoint import save_checkpoint
+    from mlzsl.models import create_model
+
+    torch.manual_seed(0)
+    backbone = create_backbone("efficientnet_lite0", image_size=64)
+    model = create_model("fast0tag", in_channels=backbone.spec.channels, embed_dim=50)
+    payload = {
+        "model": "fast0tag",
+        "model_args": dict(model.config),
+        "embedder": "glove50",
+        "vocabulary": {"names": TINY_VOCABULARY, "seen": [True] * 4 + [False] * 2},
+        "backbone": backbone.identity(),
+        "image_size": 64,
+        "config": {"model": "fast0tag", "epochs": 1},
+        "epoch": 1,
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    return save_checkpoint(path, payload)

@@ -20,11 +20,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mlzsl.backbones import create_backbone
-from mlzsl.checkpoint import save_checkpoint
 from mlzsl.cli import main
 from mlzsl.models import create_model, list_models, model_inputs
 from mlzsl.tagger import Tagger
+
+from .conftest import save_tiny_fast0tag
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -33,7 +33,6 @@ from mlzsl.export import export_checkpoint, export_module  # noqa: E402
 from mlzsl.onnx_runtime import OnnxTagger  # noqa: E402
 
 RTOL = 1e-4
-VOCABULARY = ["red circle", "blue square", "green star", "red square", "blue star", "green ring"]
 LABELS = "red circle, blue square, green star, dog, car"
 
 
@@ -77,21 +76,7 @@ def test_every_registered_model_exports_with_parity(name: str, tmp_path: Path) -
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained fast0tag checkpoint over EfficientNet-Lite0 at 64 px, GloVe-50 labels."""
-    torch.manual_seed(0)
-    backbone = create_backbone("efficientnet_lite0", image_size=64)
-    model = create_model("fast0tag", in_channels=backbone.spec.channels, embed_dim=50)
-    payload = {
-        "model": "fast0tag",
-        "model_args": dict(model.config),
-        "embedder": "glove50",
-        "vocabulary": {"names": VOCABULARY, "seen": [True] * 4 + [False] * 2},
-        "backbone": backbone.identity(),
-        "image_size": 64,
-        "config": {"model": "fast0tag", "epochs": 1},
-        "epoch": 1,
-        "state_dict": model.state_dict(),
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("export") / "tiny.pt", payload)
+    return save_tiny_fast0tag(tmp_path_factory.mktemp("export") / "tiny.pt")
 
 
 def _photos(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:

@@ -26,22 +26,20 @@ import pytest
 import torch
 from PIL import Image
 
-from mlzsl.backbones import create_backbone
 from mlzsl.backbones.images import ImageTooLarge, load_image
-from mlzsl.checkpoint import save_checkpoint
 from mlzsl.cli import main
 from mlzsl.errors import ConfigError
-from mlzsl.models import create_model
 from mlzsl.server.app import LOOPBACK_HOSTS, create_app
 from mlzsl.server.client import encode_multipart, get_json, request_json, tag
 from mlzsl.server.service import Limits, TagService, clean_name
 from mlzsl.tagger import Tagger
+from tests.conftest import TINY_VOCABULARY, save_tiny_fast0tag
 from tests.serving import serve_subprocess, serve_thread
 
 pytestmark = pytest.mark.server
 
 LABELS = "red circle, blue square, green star"
-VOCABULARY = ["red circle", "blue square", "green star", "red square", "blue star", "green ring"]
+VOCABULARY = TINY_VOCABULARY
 # the subprocess server's limits, set by flags (small, so each is cheap to cross)
 FLAGS = [
     "--max-files", "3", "--max-file-mb", "1", "--max-request-mb", "2", "--max-pixels", "1000000",
@@ -53,23 +51,12 @@ MB = 1024 * 1024
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained fast0tag checkpoint with stored metrics (one of them NaN)."""
-    torch.manual_seed(0)
-    backbone = create_backbone("efficientnet_lite0", image_size=64)
-    model = create_model("fast0tag", in_channels=backbone.spec.channels, embed_dim=50)
     metrics = {"mAP": 12.5, "P@3": 10.0, "R@3": 20.0, "F1@3": 13.3}
-    payload = {
-        "model": "fast0tag",
-        "model_args": dict(model.config),
-        "embedder": "glove50",
-        "vocabulary": {"names": VOCABULARY, "seen": [True] * 4 + [False] * 2},
-        "backbone": backbone.identity(),
-        "image_size": 64,
-        "config": {"model": "fast0tag", "loss": "bce", "epochs": 2},
-        "epoch": 1,
-        "metrics": {"zsl": metrics, "gzsl": {**metrics, "F1@3": math.nan}},
-        "state_dict": model.state_dict(),
-    }
-    return save_checkpoint(tmp_path_factory.mktemp("serve") / "tiny.pt", payload)
+    return save_tiny_fast0tag(
+        tmp_path_factory.mktemp("serve") / "tiny.pt",
+        config={"model": "fast0tag", "loss": "bce", "epochs": 2},
+        metrics={"zsl": metrics, "gzsl": {**metrics, "F1@3": math.nan}},
+    )
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,15 @@ from mlzsl.store.sparse_labels import (
 
 FORMAT = "mlzsl-store-2"
 READABLE_FORMATS = ("mlzsl-store-1", FORMAT)  # 1: dense /labels dataset
+# the per-image content of a mlzsl-store-2 file, as laid out on disk (to compare two stores)
+IMAGE_DATASETS = (
+    "features",
+    "labels/indptr",
+    "labels/indices",
+    "labels/values",
+    "image_ids",
+    "split",
+)
 _STR = h5py.string_dtype("utf-8")
 _JSON_ATTRS = ("backbone", "dataset")
 
