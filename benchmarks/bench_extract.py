@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from mlzsl.backbones import DEFAULT_BACKBONE, create_backbone
-from mlzsl.backbones.images import load_image
 from mlzsl.datasets.scenes import generate_scenes
 from mlzsl.datasets.userdata import read_user_dataset
+from mlzsl.images import load_image
 from mlzsl.store.extract import extract_features
 
 

@@ -95,13 +95,13 @@ def main() -> None:
         for batch in (1, 32):
             with torch.inference_mode():
                 torch_rate = images_per_second(
-                    lambda x: tagger.score_pixels(torch.from_numpy(x), vectors),
+                    lambda x: tagger.score_pixels(x, vectors),
                     pixels,
                     batch,
                     args.images,
                 )
             onnx_rate = images_per_second(
-                lambda x: runtime.score_pixels(x, vectors.numpy()), pixels, batch, args.images
+                lambda x: runtime.score_pixels(x, vectors), pixels, batch, args.images
             )
             results[f"batch {batch}"] = {
                 "torch_img_s": torch_rate,

@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlzsl.backbones.images import load_image
+from mlzsl.images import load_image
 from mlzsl.server.client import get_json, tag
-from mlzsl.tagger import Tagger, rank_row, resolve_checkpoint
+from mlzsl.tagger import Tagger, resolve_checkpoint
+from mlzsl.tags import rank_row
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_photos_dev"
 
@@ -123,7 +124,7 @@ def in_process(checkpoint: Path, photo: bytes, labels: list[str], n: int) -> dic
 
     def one() -> None:
         pixels = load_image(io.BytesIO(photo), tagger.image_size, mean, std, max_pixels=40_000_000)
-        row = tagger.score_pixels(torch.from_numpy(pixels[None]), vectors)[0]
+        row = tagger.score_pixels(pixels[None], vectors)[0]
         rank_row(row, labels, 5)
 
     def loop() -> tuple[list[float], float]:

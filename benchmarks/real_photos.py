@@ -12,7 +12,7 @@ pooled or spatial scoring, T, temperature, spatial weight, several scales) is sc
 through :class:`mlzsl.models.imagenet_conse.ImagenetConse` itself. Metrics are the ZSL split of
 :func:`mlzsl.protocol.evaluate`: mAP over all vocabulary labels (a label with no positive counts
 as AP 0, as ``mlzsl eval`` reports) and F1@3. Finally the default checkpoint
-(:func:`mlzsl.pretrained.default_real_photo_checkpoint`) tags every photo through
+(:func:`mlzsl.pretrained.real_photo_checkpoint`) tags every photo through
 :class:`mlzsl.Tagger`, which gives the tagging speed and checks that the full path scores as the
 table's default row does. Prints Markdown tables; ``benchmarks/README.md`` holds a run.
 """
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from mlzsl.backbones import create_backbone
-from mlzsl.backbones.images import load_image
 from mlzsl.datasets.userdata import UserDataset, read_user_dataset
 from mlzsl.embeddings import embed_labels
+from mlzsl.images import load_image
 from mlzsl.metrics import mean_average_precision
 from mlzsl.models.imagenet_conse import ImagenetConse
 from mlzsl.pretrained import (
@@ -118,7 +118,7 @@ class Bench:
     def logits(self, backbone: str, size: int, resize: str) -> tuple[list[Logits], float]:
         """Classifier logits of every test photo, and the backbone's images/s (one at a time).
 
-        ``resize``: one of :data:`mlzsl.backbones.images.RESIZE_MODES`.
+        ``resize``: one of :data:`mlzsl.images.RESIZE_MODES`.
         """
         net = create_backbone(backbone, image_size=size)
         probe = self.model(backbone, Variant(embedder="glove50", prompt=None))

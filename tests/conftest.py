@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -95,26 +96,35 @@ TINY_VOCABULARY = [
 ]
 
 
-def save_tiny_fast0tag(path: Path, **extra: object) -> Path:
+def save_tiny_fast0tag(path: Path, **fields: object) -> Path:
     """An untrained fast0tag checkpoint over EfficientNet-Lite0 at 64 px, GloVe-50 labels
-    (:data:`TINY_VOCABULARY`, 4 seen); ``extra`` adds or replaces payload keys."""
+    (:data:`TINY_VOCABULARY`, 4 seen); ``fields`` replace :class:`Checkpoint` fields."""
     from mlzsl.backbones import create_backbone
-    from mlzsl.checkpoint import save_checkpoint
+    from mlzsl.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
     from mlzsl.models import create_model
 
     torch.manual_seed(0)
     backbone = create_backbone("efficientnet_lite0", image_size=64)
     model = create_model("fast0tag", in_channels=backbone.spec.channels, embed_dim=50)
-    payload = {
-        "model": "fast0tag",
-        "model_args": dict(model.config),
-        "embedder": "glove50",
-        "vocabulary": {"names": TINY_VOCABULARY, "seen": [True] * 4 + [False] * 2},
-        "backbone": backbone.identity(),
-        "image_size": 64,
-        "config": {"model": "fast0tag", "epochs": 1},
-        "epoch": 1,
-        "state_dict": model.state_dict(),
-        **extra,
-    }
-    return save_checkpoint(path, payload)
+    spec = backbone.spec
+    ckpt = Checkpoint(
+        model="fast0tag",
+        model_args=dict(model.config),
+        embedder="glove50",
+        vocabulary=Vocabulary(tuple(TINY_VOCABULARY), (True,) * 4 + (False,) * 2),
+        backbone=backbone.identity(),
+        preprocess=Preprocess(64, "squash", spec.mean, spec.std),
+        state_dict=model.state_dict(),
+        config={"model": "fast0tag", "epochs": 1},
+        epoch=1,
+    )
+    return save_checkpoint(path, dataclasses.replace(ckpt, **fields))  # type: ignore[arg-type]
+
+
+def write_raw_checkpoint(path: Path, payload: dict[str, object]) -> Path:
+    """``payload`` as a checkpoint file of format ``mlzsl-checkpoint-1``, as it stands: what an
+    older mlzsl (or a damaged writer) left, for the reader's upgrade and error paths."""
+    from mlzsl.checkpoint import FORMAT
+
+    torch.save({"format": FORMAT, **payload}, path)
+    return path

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlzsl.bench import QUALITY_METRICS, bench_config
-from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
+from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
 from mlzsl.engine import fit
 from mlzsl.models import count_parameters
@@ -46,8 +46,8 @@ def test_bench_quality_trains_each_model_per_seed(tmp_path: Path, capsys) -> Non
         # the seeds really differ: another initialisation and data order, another result
         assert runs[0]["zsl"]["mAP"] != runs[1]["zsl"]["mAP"], name
         best = load_checkpoint(out / "runs" / name / "seed1" / "best.pt")
-        assert best["config"]["seed"] == 1 and best["config"]["epochs"] == 1
-        assert result["models"][name]["parameters"] == count_parameters(model_from_checkpoint(best))
+        assert best.config is not None and best.config["seed"] == 1 and best.config["epochs"] == 1
+        assert result["models"][name]["parameters"] == count_parameters(best.build_model())
     # a repeated seed reproduces its run exactly, on the same store, outside the benchmark
     again = fit(
         bench_config("fast0tag", ["epochs=1", "seed=0"]),

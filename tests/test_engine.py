@@ -14,12 +14,13 @@ import pytest
 import torch
 import yaml
 
-from mlzsl.checkpoint import load_checkpoint, save_checkpoint
+from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
 from mlzsl.config import TrainConfig, load_config
 from mlzsl.engine import fit, make_optimizer
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.evaluation import evaluate_checkpoint
+from tests.conftest import save_tiny_fast0tag, write_raw_checkpoint
 
 FAST = ["epochs=3", "batch_size=8", "lr=0.01", "warmup_epochs=0.5"]
 ENV = {**os.environ, "MLZSL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
@@ -37,9 +38,9 @@ def test_fit_writes_a_complete_run_folder(tiny_store: Path, tmp_path: Path) -> N
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["zsl"]) >= {"mAP", "P@3", "R@3", "F1@3", "F1@5"}
     ckpt = load_checkpoint(run / "best.pt")
-    assert ckpt["model_args"]["in_channels"] == 1280 and ckpt["embedder"] == "glove50"
-    assert ckpt["backbone"]["name"] == "efficientnet_lite0"
-    assert len(ckpt["vocabulary"]["names"]) == 6
+    assert ckpt.model_args["in_channels"] == 1280 and ckpt.embedder == "glove50"
+    assert ckpt.backbone["name"] == "efficientnet_lite0"
+    assert len(ckpt.vocabulary) == 6 and ckpt.store is not None and ckpt.store.train_images > 0
     # evaluating the best checkpoint reproduces the run's reported metrics
     _, again = evaluate_checkpoint(run / "best.pt", tiny_store)
     assert again.primary.to_dict()["zsl"]["mAP"] == pytest.approx(metrics["zsl"]["mAP"], abs=1e-9)
@@ -48,7 +49,7 @@ def test_fit_writes_a_complete_run_folder(tiny_store: Path, tmp_path: Path) -> N
 def test_ml2p_gets_its_positions_from_the_store(tiny_store: Path, tmp_path: Path) -> None:
     config = load_config(None, ["model=ml2p", "epochs=1", "batch_size=8"])
     fit(config, tiny_store, tmp_path / "run", quiet=True)
-    assert load_checkpoint(tmp_path / "run" / "best.pt")["model_args"]["num_positions"] == 4
+    assert load_checkpoint(tmp_path / "run" / "best.pt").model_args["num_positions"] == 4
 
 
 def _train_cmd(store: Path, out: Path, *extra: str) -> list[str]:
@@ -89,7 +90,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_store: Path, tmp_
     last = tmp_path / "b" / "last.pt"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if last.is_file() and load_checkpoint(last)["epoch"] >= 3:
+        if last.is_file() and load_checkpoint(last).epoch >= 3:
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
@@ -142,8 +143,8 @@ def test_torchrun_two_processes_match_one(tiny_store: Path, tmp_path: Path) -> N
     for split in ("zsl", "gzsl"):
         for key, value in a[split].items():
             assert b[split][key] == pytest.approx(value, abs=1e-4), (split, key)
-    wa = load_checkpoint(tmp_path / "one" / "last.pt")["state_dict"]
-    wb = load_checkpoint(tmp_path / "two" / "last.pt")["state_dict"]
+    wa = load_checkpoint(tmp_path / "one" / "last.pt").state_dict
+    wb = load_checkpoint(tmp_path / "two" / "last.pt").state_dict
     for key in wa:
         torch.testing.assert_close(wa[key], wb[key], atol=1e-5, rtol=1e-4)
 
@@ -175,13 +176,13 @@ def test_resuming_with_another_config_is_refused(tiny_store: Path, tmp_path: Pat
 
 
 def test_checkpoint_write_is_atomic_and_damage_is_reported(tmp_path: Path) -> None:
-    path = save_checkpoint(tmp_path / "c.pt", {"model": "x"})
+    path = save_tiny_fast0tag(tmp_path / "c.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     path.write_bytes(path.read_bytes()[:100])  # a truncated file
     with pytest.raises(DataError, match="not a readable checkpoint"):
         load_checkpoint(path)
     with pytest.raises(DataError, match="lacks"):
-        load_checkpoint(save_checkpoint(tmp_path / "d.pt", {"model": "x"}))
+        load_checkpoint(write_raw_checkpoint(tmp_path / "d.pt", {"model": "x"}))
 
 
 @pytest.mark.parametrize(

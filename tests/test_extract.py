@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mlzsl.backbones import create_backbone
-from mlzsl.backbones.images import load_image
 from mlzsl.cli import main
+from mlzsl.images import load_image
 from mlzsl.store.feature_store import FeatureStore
 
 from .conftest import assert_same_store_content, make_image_folder

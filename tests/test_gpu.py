@@ -151,6 +151,6 @@ def test_train_with_bf16_amp_end_to_end(tiny_store: Path, tmp_path: Path) -> Non
     # ... and so does a run written before the amp key existed (it trained in float32)
     last = tmp_path / "fp32" / "last.pt"
     ckpt = load_checkpoint(last)
-    del ckpt["config"]["amp"]
+    del ckpt.config["amp"]
     save_checkpoint(last, ckpt)
     assert _train_losses(tiny_store, tmp_path / "fp32") == plain

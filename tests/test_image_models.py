@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from mlzsl.backbones import create_backbone
-from mlzsl.backbones.images import load_image
 from mlzsl.config import load_config
 from mlzsl.engine import build_model, fit
 from mlzsl.errors import ConfigError
 from mlzsl.evaluation import evaluate_checkpoint
+from mlzsl.images import load_image
 from mlzsl.store.extract import extract_features
 from mlzsl.store.feature_store import FeatureStore
 from mlzsl.tagger import Tagger

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "protocol": 1,
     "compare": 1,
     "tags": 1,
+    "images": 1,
     "embeddings": 1,
     "backbones": 1,
     "datasets": 1,

@@ -10,6 +10,8 @@ variable layout, and reach our model through ``release_key_map`` only.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -263,12 +265,13 @@ def test_attention_per_cluster_uses_the_released_trunk() -> None:
         create_model("attention_per_cluster", in_channels=16, embed_dim=E, init="glorot")
 
 
-def test_a_checkpoint_saved_before_the_release_settings_rebuilds_its_own_model() -> None:
-    import torch
+def test_a_checkpoint_saved_before_the_release_settings_rebuilds_its_own_model(
+    tmp_path: Path,
+) -> None:
+    from mlzsl.checkpoint import load_checkpoint
+    from tests.conftest import write_raw_checkpoint
 
-    from mlzsl.checkpoint import model_from_checkpoint
-    from mlzsl.models import create_model
-
+    identity = {"name": "vgg19", "image_size": 224, "mean": [0.5] * 3, "std": [0.25] * 3}
     for name in ("lesa", "attention_per_cluster"):
         torch.manual_seed(0)
         model = create_model(
@@ -277,19 +280,21 @@ def test_a_checkpoint_saved_before_the_release_settings_rebuilds_its_own_model()
         old_args = {
             k: v for k, v in model.config.items() if k not in ("init", "bn_eps", "bn_momentum")
         }
-        rebuilt = model_from_checkpoint(
-            {"model": name, "model_args": old_args, "state_dict": model.state_dict()}
-        )
+        fields = {
+            "model": name,
+            "embedder": "glove50",
+            "vocabulary": {"names": ["a", "b"], "seen": [True, False]},
+            "backbone": identity,
+            "state_dict": model.state_dict(),
+        }
+        old = write_raw_checkpoint(tmp_path / "old.pt", {**fields, "model_args": old_args})
+        rebuilt = load_checkpoint(old).build_model()
         assert {k: rebuilt.config[k] for k in ("init", "bn_eps", "bn_momentum")} == {
             "init": "he",
             "bn_eps": 1e-5,
             "bn_momentum": 0.1,
         }
-        fresh = model_from_checkpoint(
-            {
-                "model": name,
-                "model_args": dict(model.config, bn_eps=1e-3),
-                "state_dict": model.state_dict(),
-            }
-        )
+        args = dict(model.config, bn_eps=1e-3)
+        new = write_raw_checkpoint(tmp_path / "new.pt", {**fields, "model_args": args})
+        fresh = load_checkpoint(new).build_model()
         assert fresh.config["bn_eps"] == 1e-3  # a key that is there is honoured

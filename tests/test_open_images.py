@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
+from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
 from mlzsl.datasets.dataset_info import read_dataset_info
 from mlzsl.datasets.open_images import OFFICIAL_TEST_IMAGES, convert_open_images
@@ -306,7 +306,7 @@ def test_train_selects_on_biam_and_logs_both(pipeline: dict) -> None:
     assert metrics["zsl"] == metrics["by_convention"]["biam"]["zsl"]
     for name in ("per_label_lesa_zsl.csv", "per_label_biam_gzsl.csv"):
         assert (run / name).is_file()
-    assert load_checkpoint(pipeline["ckpt"])["metrics_by_convention"].keys() == {"lesa", "biam"}
+    assert load_checkpoint(pipeline["ckpt"]).metrics_by_convention.keys() == {"lesa", "biam"}
 
 
 def test_eval_prints_both_conventions_named(pipeline: dict, capsys) -> None:
@@ -329,7 +329,7 @@ def test_eval_json_equals_the_oracle(pipeline: dict, capsys) -> None:
     store = FeatureStore(pipeline["store"])
     rows = store.indices("test")
     vectors = label_vectors("glove50", store.label_set)
-    scores = predict_scores(model_from_checkpoint(ckpt), store, rows, vectors)
+    scores = predict_scores(ckpt.build_model(), store, rows, vectors)
     oracle = open_images_evaluate(scores, store.labels(rows), store.label_set, ks=(10, 20))
     assert set(got) >= {"lesa", "biam", "test_set"}
     for convention, result in oracle.items():

@@ -734,6 +734,6 @@ def test_a_model_trains_on_an_imported_store(tmp_path: Path, nus_vocab: Path) ->
     result = fit(config, store, tmp_path / "run", quiet=True)
     assert len(result.history) == 1
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert ckpt["backbone"]["sha256"] == "biam-features"
-    assert ckpt["model_args"]["in_channels"] == C
-    assert ckpt["vocabulary"]["names"] == SEEN + CONCEPTS
+    assert ckpt.backbone["sha256"] == "biam-features"
+    assert ckpt.model_args["in_channels"] == C
+    assert list(ckpt.vocabulary.names) == SEEN + CONCEPTS

@@ -69,7 +69,7 @@ def _refused(capsys: pytest.CaptureFixture[str], argv: list[str], marker: Path, 
 def test_a_genuine_checkpoint_loads_with_weights_only(run: Path) -> None:
     for name in ("best.pt", "last.pt"):
         torch.load(run / name, map_location="cpu", weights_only=True)  # no unsafe global
-        assert load_checkpoint(run / name)["model"] == "fast0tag"
+        assert load_checkpoint(run / name).model == "fast0tag"
 
 
 def test_eval_refuses_a_crafted_checkpoint(

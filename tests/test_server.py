@@ -26,9 +26,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mlzsl.backbones.images import ImageTooLarge, load_image
 from mlzsl.cli import main
 from mlzsl.errors import ConfigError
+from mlzsl.images import ImageTooLarge, load_image
 from mlzsl.server.app import LOOPBACK_HOSTS, create_app
 from mlzsl.server.client import encode_multipart, get_json, request_json, tag
 from mlzsl.server.service import Limits, TagService, clean_name
@@ -370,7 +370,7 @@ def test_label_vectors_stay_in_memory_with_the_checkpoint_prompt(
     prompted = TagService(service.tagger, checkpoint=service.checkpoint, card=card, label_cache=2)
     vectors = prompted.label_vectors(["red circle", "blue star"])
     expected = service.tagger.embedder.embed(["red circle photo", "blue star photo"])
-    np.testing.assert_allclose(vectors.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(vectors, expected, rtol=1e-6)
     assert prompted.label_vectors(["red circle", "blue star"]) is vectors  # cached
     prompted.label_vectors(["green ring"])
     prompted.label_vectors(["red square"])

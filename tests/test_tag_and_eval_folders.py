@@ -17,7 +17,8 @@ import pytest
 from mlzsl.cli import main
 from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.protocol import evaluate
-from mlzsl.tagger import Tagger, collect_images, read_labels_file
+from mlzsl.tagger import Tagger
+from mlzsl.tags import collect_images, read_labels_file
 
 from .conftest import train_tiny_run
 
@@ -162,15 +163,16 @@ def test_eval_data_leaves_out_images_that_do_not_decode(trained, tmp_path, capsy
 
 
 def test_the_checkpoint_names_its_training_store(trained) -> None:
-    from mlzsl.checkpoint import load_checkpoint
+    from mlzsl.checkpoint import StoreRecord, load_checkpoint
 
-    store = load_checkpoint(trained["ckpt"])["store"]
-    assert store == {
-        "file": "s.h5",
-        "dataset": None,
-        "images": {"train": 48, "test": 24},
-        "test_set": None,  # a store of no known benchmark names no variant
-    }
+    store = load_checkpoint(trained["ckpt"]).store
+    assert store == StoreRecord(
+        file="s.h5",
+        dataset=None,
+        train_images=48,
+        test_images=24,
+        test_set=None,  # a store of no known benchmark names no variant
+    )
 
 
 def test_eval_store_without_checkpoint_is_one_line(trained, capsys) -> None:

@@ -11,19 +11,14 @@ from PIL import Image
 from torch import nn
 
 from mlzsl.backbones import create_backbone
-from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
+from mlzsl.checkpoint import load_checkpoint
 from mlzsl.config import load_config
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.engine import fit
 from mlzsl.errors import ConfigError, DataError, LabelError
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.tagger import (
-    Tag,
-    Tagger,
-    latest_demo_checkpoint,
-    parse_labels,
-    remember_demo_checkpoint,
-)
+from mlzsl.tagger import Tagger, latest_demo_checkpoint, remember_demo_checkpoint
+from mlzsl.tags import Tag, parse_labels
 
 LABELS = ["red circle", "blue square", "green star", "red square", "blue star", "green circle"]
 
@@ -85,13 +80,14 @@ def test_from_checkpoint_restores_what_the_checkpoint_names(
     tagger: Tagger, checkpoint: Path
 ) -> None:
     ckpt = load_checkpoint(checkpoint)
-    assert tagger.image_size == 64 == ckpt["image_size"]
-    assert tagger.embedder.dim == 50 == ckpt["model_args"]["embed_dim"]
-    assert tagger.backbone.identity()["name"] == ckpt["backbone"]["name"] == "efficientnet_lite0"
+    assert tagger.image_size == 64 == ckpt.preprocess.image_size
+    assert tagger.embedder.dim == 50 == ckpt.embed_dim
+    assert tagger.backbone.identity()["name"] == ckpt.backbone["name"] == "efficientnet_lite0"
+    assert tagger.preprocess == ckpt.preprocess
     assert not tagger.model.training and not tagger.backbone.training
     state = tagger.model.state_dict()
-    assert state.keys() == ckpt["state_dict"].keys()
-    for key, value in ckpt["state_dict"].items():
+    assert state.keys() == ckpt.state_dict.keys()
+    for key, value in ckpt.state_dict.items():
         torch.testing.assert_close(state[key], value, rtol=0, atol=0)
 
 
@@ -103,15 +99,15 @@ def test_from_checkpoint_of_a_missing_file_is_a_data_error(tmp_path: Path) -> No
 def _by_hand(checkpoint: Path, images: list[Path], labels: list[str]) -> np.ndarray:
     """model(backbone(pixels), vectors), each piece built here from the checkpoint's names."""
     ckpt = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt).eval()
-    backbone = create_backbone(ckpt["backbone"]["name"], image_size=ckpt["image_size"]).eval()
-    mean, std = np.float32(ckpt["mean"]), np.float32(ckpt["std"])
-    size = ckpt["image_size"]
+    model = ckpt.build_model()
+    size = ckpt.preprocess.image_size
+    backbone = create_backbone(ckpt.backbone["name"], image_size=size).eval()
+    mean, std = np.float32(ckpt.preprocess.mean), np.float32(ckpt.preprocess.std)
     pixels = []
     for path in images:
         rgb = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         pixels.append(((np.asarray(rgb, np.float32) / 255 - mean) / std).transpose(2, 0, 1))
-    vectors = torch.from_numpy(embed_labels(labels, create_embedder(ckpt["embedder"])))
+    vectors = torch.from_numpy(embed_labels(labels, create_embedder(ckpt.embedder)))
     with torch.no_grad():
         return model(backbone(torch.from_numpy(np.stack(pixels))), vectors).numpy()
 
@@ -123,7 +119,7 @@ def test_scores_equal_model_of_backbone_computed_by_hand(
     assert scores.shape == (5, 6) and scores.dtype == np.float32
     np.testing.assert_allclose(scores, _by_hand(checkpoint, images, LABELS), rtol=1e-5, atol=1e-6)
     # and the store's features (written by `mlzsl extract`) give the same scores
-    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    model = load_checkpoint(checkpoint).build_model()
     vectors = torch.from_numpy(embed_labels(LABELS, tagger.embedder))
     with torch.no_grad():
         stored = model(torch.from_numpy(FeatureStore(tiny_store).features(np.arange(5))), vectors)
@@ -175,7 +171,7 @@ def test_ties_keep_the_order_the_labels_were_given_in(tagger: Tagger, images: li
         model=_FixedScores([1.0, 2.0, 2.0, 1.0, 2.0, 0.5]),
         backbone=tagger.backbone,
         embedder_spec="glove50",
-        image_size=64,
+        preprocess=tagger.preprocess,
         embed_dim=50,
     )
     for image_tags in fixed.tag(images[:2], LABELS, top_k=6):
@@ -232,7 +228,7 @@ def test_embedder_of_another_dimension_is_a_config_error(
             model=tagger.model,
             backbone=tagger.backbone,
             embedder_spec="glove50",
-            image_size=64,
+            preprocess=tagger.preprocess,
             embed_dim=7,
         )
 

@@ -28,7 +28,7 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlzsl.backbones import DEFAULT_BACKBONE
-from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
+from mlzsl.checkpoint import load_checkpoint
 from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
 from mlzsl.engine import fit
@@ -121,7 +121,7 @@ def quality(
                 row.metrics[f"{s}.{m}"].append(float(metrics[s][m]))
             row.seconds.append(sum(float(h["seconds"]) for h in result.history))
         best = load_checkpoint(out / "runs" / name / "seed0" / "best.pt")
-        row.parameters = count_parameters(model_from_checkpoint(best))
+        row.parameters = count_parameters(best.build_model())
         rows[name] = row
     return rows
 

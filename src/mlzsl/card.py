@@ -1,6 +1,6 @@
 """The model card of a checkpoint: what a model is, what it was trained on, how well it did.
 
-:func:`model_card` reads only the fields of a loaded checkpoint (:mod:`mlzsl.checkpoint`), so
+:func:`model_card` reads only the fields of a :class:`mlzsl.checkpoint.Checkpoint`, so
 ``mlzsl models --checkpoint``, the server's ``GET /api/model`` and ``mlzsl report`` show the same
 card. Keys, every one always present (``None`` when the checkpoint does not say):
 
@@ -9,9 +9,11 @@ card. Keys, every one always present (``None`` when the checkpoint does not say)
 ``image_size``), ``preprocessing`` (``image_size``, ``resize``, ``mean``, ``std``), ``embedder``,
 ``label_prompt``, ``embed_dim``, ``vocabulary`` (``labels``, ``seen``, ``unseen``), ``store``
 (``file``, ``dataset``, ``images`` {``train``, ``test``}), ``trained_on`` (one sentence),
-``config``, ``epoch`` (the epoch the checkpoint was saved after: the best one for ``best.pt``),
-``metrics`` (primary convention, percent), ``metrics_by_convention``, ``test_set`` (the line
-naming the test-set variant), ``weights`` (values in the state dict), ``mlzsl_version``.
+``config`` (the training config; ``None`` for ready models), ``recipe`` (a ready model's
+recipe; ``None`` for trained ones), ``epoch`` (the epoch the checkpoint was saved after: the best
+one for ``best.pt``), ``metrics`` (primary convention, percent), ``metrics_by_convention``,
+``test_set`` (the line naming the test-set variant), ``weights`` (values in the state dict),
+``mlzsl_version``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlzsl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlzsl.checkpoint import Checkpoint
 
 __all__ = ["card_text", "model_card", "model_paper"]
 
@@ -39,12 +44,8 @@ def model_paper(model: str) -> str | None:
     return " ".join(found.group(1).split()) if found else None
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def model_card(
-    ckpt: dict[str, Any], *, path: str | Path | None = None, name: str | None = None
+    ckpt: Checkpoint, *, path: str | Path | None = None, name: str | None = None
 ) -> dict[str, Any]:
     """The card of a loaded checkpoint (see the module docstring for its keys).
 
@@ -53,76 +54,62 @@ def model_card(
         path: the file it was read from (its name fills ``checkpoint``).
         name: what the user called it (a ready model's name, or the file name).
     """
-    config = _dict(ckpt.get("config"))
-    pretrained = _dict(config.get("pretrained")) or None
-    vocabulary = _dict(ckpt.get("vocabulary"))
-    n_labels = len(vocabulary.get("names", []))
-    n_seen = int(sum(bool(s) for s in vocabulary.get("seen", [])))
-    backbone = _dict(ckpt.get("backbone"))
-    store = _dict(ckpt.get("store"))
-    images = _dict(store.get("images"))
-    image_size = ckpt.get("image_size") or backbone.get("image_size")
-    epoch = ckpt.get("epoch") if isinstance(ckpt.get("epoch"), int) else None
-    if pretrained:
+    store, config, pre = ckpt.store, ckpt.config, ckpt.preprocess
+    n_labels, n_seen = len(ckpt.vocabulary), ckpt.vocabulary.n_seen
+    if ckpt.pretrained:
         trained_on = (
             f"nothing trained: the backbone's ImageNet-1k classifier ({n_labels:,} classes) "
             "combined over label vectors"
         )
     else:
-        epochs = config.get("epochs")
-        where = store.get("dataset") or store.get("file") or "a feature store"
+        epochs = (config or {}).get("epochs")
+        where = (store.dataset or store.file) if store else "a feature store"
         trained_on = (
             f"{where}: {n_labels:,} labels ({n_seen:,} seen in training, "
             f"{n_labels - n_seen:,} unseen)"
-            + (f", {images['train']:,} training images" if images.get("train") else "")
+            + (f", {store.train_images:,} training images" if store and store.train_images else "")
             + (f", {epochs} epoch(s)" if isinstance(epochs, int) else "")
-            + (f", this one saved after epoch {epoch}" if epoch is not None else "")
-            + (f", {config['loss']} loss" if config.get("loss") else "")
+            + f", this one saved after epoch {ckpt.epoch}"
+            + (f", {config['loss']} loss" if config and config.get("loss") else "")
         )
-    state = ckpt.get("state_dict")
-    weights = (
-        sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
-        if isinstance(state, dict)
-        else None
-    )
     file_name = Path(path).name if path is not None else None
-    model = str(ckpt.get("model"))
     return {
         "name": name or file_name,
         "checkpoint": file_name,
-        "model": model,
-        "description": pretrained.get("description") if pretrained else None,
-        "paper": model_paper(model),
+        "model": ckpt.model,
+        "description": ckpt.pretrained.get("description") if ckpt.pretrained else None,
+        "paper": model_paper(ckpt.model),
         "backbone": {
-            "name": backbone.get("name"),
-            "weights": backbone.get("weights"),
-            "image_size": image_size,
+            "name": ckpt.backbone.get("name"),
+            "weights": ckpt.backbone.get("weights"),
+            "image_size": pre.image_size,
         },
         "preprocessing": {
-            "image_size": image_size,
-            "resize": ckpt.get("resize") or "squash",
-            "mean": ckpt.get("mean") or backbone.get("mean"),
-            "std": ckpt.get("std") or backbone.get("std"),
+            "image_size": pre.image_size,
+            "resize": pre.resize,
+            "mean": list(pre.mean),
+            "std": list(pre.std),
         },
-        "embedder": ckpt.get("embedder"),
-        "label_prompt": ckpt.get("label_prompt"),
-        "embed_dim": _dict(ckpt.get("model_args")).get("embed_dim"),
+        "embedder": ckpt.embedder,
+        "label_prompt": ckpt.label_prompt,
+        "embed_dim": ckpt.embed_dim,
         "vocabulary": {"labels": n_labels, "seen": n_seen, "unseen": n_labels - n_seen},
         "store": {
-            "file": store.get("file"),
-            "dataset": store.get("dataset"),
-            "images": {"train": images.get("train"), "test": images.get("test")},
+            "file": store.file,
+            "dataset": store.dataset,
+            "images": {"train": store.train_images, "test": store.test_images},
         }
         if store
         else None,
         "trained_on": trained_on,
-        "config": config or None,
-        "epoch": epoch,
-        "metrics": ckpt.get("metrics"),
-        "metrics_by_convention": ckpt.get("metrics_by_convention"),
-        "test_set": store.get("test_set"),
-        "weights": weights,
-        "mlzsl_version": ckpt.get("mlzsl_version"),
+        "config": config,
+        "recipe": ckpt.pretrained,
+        "epoch": ckpt.epoch,
+        "metrics": ckpt.metrics,
+        "metrics_by_convention": ckpt.metrics_by_convention,
+        "test_set": store.test_set if store else None,
+        "weights": sum(int(v.numel()) for v in ckpt.state_dict.values() if hasattr(v, "numel")),
+        "mlzsl_version": ckpt.mlzsl_version,
     }
 
 
@@ -160,7 +147,7 @@ def card_text(card: dict[str, Any]) -> str:
     metrics = card.get("metrics")
     if isinstance(metrics, dict):
         for split in ("zsl", "gzsl"):
-            values = _dict(metrics.get(split))
+            values = metrics.get(split) or {}
             cells = ", ".join(
                 f"{k} {v:.1f}" if isinstance(v, (int, float)) else f"{k} -"
                 for k, v in values.items()

@@ -1,15 +1,17 @@
-"""The one checkpoint format: a self-describing ``torch.save`` dict, written atomically.
+"""The one checkpoint record: :class:`Checkpoint`, saved as a self-describing ``torch.save`` dict.
 
-:func:`model_from_checkpoint` rebuilds the model a checkpoint names.
+Training (:mod:`mlzsl.engine`) and the ready models (:mod:`mlzsl.pretrained`) build a
+:class:`Checkpoint`; the tagger, evaluation, the server, export, the model card and the report
+read one through :func:`load_checkpoint`, the one reader, which checks the file and upgrades what
+older files lack (:data:`_SAVED_BEFORE`, a missing ``resize``, preprocessing read from the
+backbone's identity, a ready model's recipe kept under ``config``). Nothing else reads the dict.
 
-Keys: ``format``, ``mlzsl_version``, ``model`` (registered name), ``model_args`` (builder
-keyword arguments, in_channels and embed_dim included), ``embedder`` (spec) and
-``embedder_identity``, ``vocabulary`` (names + seen flags of the training store), ``backbone``
-(identity dict of the store's backbone), ``store`` (file name, dataset, image counts and
-test-set variant line of the training store), ``image_size``, ``resize``, ``label_prompt``
-(ready models), ``mean``, ``std``, ``config`` (the resolved training config), ``epoch``,
-``metrics``, ``state_dict``; a resumable checkpoint adds ``train_state`` (optimizer, scheduler,
-RNG states, history). :func:`mlzsl.card.model_card` reads these fields into a model card.
+On disk (format ``mlzsl-checkpoint-1``, tensors and plain types only, so it loads with
+``weights_only=True``): ``format``, ``mlzsl_version``, ``model``, ``model_args``, ``embedder``,
+``embedder_identity``, ``vocabulary`` ({names, seen}), ``backbone`` (identity dict), ``store``
+({file, dataset, images {train, test}, test_set}), ``image_size``, ``resize``, ``mean``, ``std``,
+``label_prompt``, ``config``, ``pretrained`` (a ready model's recipe), ``epoch``, ``metrics``,
+``metrics_by_convention``, ``state_dict`` and, in a resumable ``last.pt``, ``train_state``.
 
 A write goes to a temporary file in the same folder, is flushed to disk, then renamed over the
 target, so a killed write never leaves a checkpoint that looks whole.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +33,186 @@ from mlzsl import __version__
 from mlzsl.errors import DataError
 from mlzsl.models import create_model
 
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "Preprocess",
+    "StoreRecord",
+    "Vocabulary",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
 FORMAT = "mlzsl-checkpoint-1"
 REQUIRED = ("model", "model_args", "embedder", "vocabulary", "backbone", "state_dict")
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomically write ``payload`` (plus format and version) to ``path``."""
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image file becomes the backbone's input (what open_clip calls ``PreprocessCfg``).
+
+    Attributes:
+        image_size: the side S in pixels (the shorter side with ``resize="shorter"``).
+        resize: :data:`mlzsl.images.RESIZE_MODES` (``"squash"``: to S×S).
+        mean: per-channel mean subtracted after scaling to [0, 1].
+        std: per-channel divisor.
+    """
+
+    image_size: int
+    resize: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The label names a model was trained or built on and which were seen in training.
+
+    Not a :class:`mlzsl.labels.LabelSet`: a ready model's ImageNet class names repeat (two
+    "crane"s, two "maillot"s), which a label set refuses.
+    """
+
+    names: tuple[str, ...]
+    seen: tuple[bool, ...]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_seen(self) -> int:
+        return sum(self.seen)
+
+
+@dataclass(frozen=True)
+class StoreRecord:
+    """The feature store a model was trained on, as its card names it."""
+
+    file: str
+    dataset: str | None
+    train_images: int
+    test_images: int
+    test_set: str | None
+    """The line naming the store's test-set variant (:meth:`FeatureStore.test_variant`)."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything a trained or ready model needs to tag, evaluate, resume and describe itself.
+
+    Attributes:
+        model: the registered model name (:func:`mlzsl.models.create_model`).
+        model_args: the builder's keyword arguments, sizes included: they rebuild the model.
+        embedder: the label embedder's spec (``glove50``, ``minilm``, ...).
+        vocabulary: the label names the model was trained or built on, seen flags included.
+        backbone: the identity of the backbone whose maps the model reads
+            (:meth:`mlzsl.backbones.Backbone.identity`).
+        preprocess: how images were decoded for that backbone.
+        state_dict: the weights.
+        embedder_identity: the embedder's exact identity (ready models record it).
+        label_prompt: a template with one ``{}`` every label name is put in before embedding.
+        store: the training store (``None`` for ready models).
+        config: the resolved training config (:meth:`mlzsl.config.TrainConfig.to_dict`);
+            ``None`` for ready models.
+        pretrained: a ready model's recipe (:class:`mlzsl.pretrained.PhotoRecipe` fields, its
+            name and the classifier's origin); ``None`` for trained ones.
+        epoch: the epoch the weights were saved after (0: nothing trained).
+        metrics: the test metrics of these weights, primary convention (percent).
+        metrics_by_convention: the same under every convention of the store.
+        train_state: optimizer, schedule, RNG states and history (``last.pt`` only).
+        mlzsl_version: the version that wrote the file.
+    """
+
+    model: str
+    model_args: dict[str, Any]
+    embedder: str
+    vocabulary: Vocabulary
+    backbone: dict[str, Any]
+    preprocess: Preprocess
+    state_dict: dict[str, torch.Tensor]
+    embedder_identity: str | None = None
+    label_prompt: str | None = None
+    store: StoreRecord | None = None
+    config: dict[str, Any] | None = None
+    pretrained: dict[str, Any] | None = None
+    epoch: int = 0
+    metrics: dict[str, Any] | None = None
+    metrics_by_convention: dict[str, Any] | None = None
+    train_state: dict[str, Any] | None = field(default=None, repr=False)
+    mlzsl_version: str = __version__
+
+    @property
+    def embed_dim(self) -> int:
+        """The size of the label vectors the model takes."""
+        return int(self.model_args["embed_dim"])
+
+    @property
+    def ks(self) -> list[int] | None:
+        """The K values of P/R/F1@K the training config asked for (``None``: the benchmark's)."""
+        return (self.config or {}).get("ks")
+
+    def build_model(self) -> nn.Module:
+        """The model this checkpoint describes, with its weights, in eval mode."""
+        args = dict(self.model_args)
+        if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
+            args["backbone_weights"] = None
+        try:
+            model = create_model(self.model, **args)
+        except TypeError as e:  # model_args the builder does not take
+            raise DataError(f"checkpoint of {self.model!r}: bad model_args ({e})") from None
+        try:
+            model.load_state_dict(self.state_dict)
+        except RuntimeError as e:  # missing, unexpected or mis-shaped weights
+            first = str(e).strip().splitlines()[-1].strip()[:200]
+            raise DataError(
+                f"checkpoint of {self.model!r}: its weights do not fit the model ({first})"
+            ) from None
+        return model.eval()
+
+    def to_payload(self) -> dict[str, Any]:
+        """The dict :func:`save_checkpoint` writes (see the module docstring for its keys)."""
+        pre, store = self.preprocess, self.store
+        return {
+            "format": FORMAT,
+            "mlzsl_version": self.mlzsl_version,
+            "model": self.model,
+            "model_args": dict(self.model_args),
+            "embedder": self.embedder,
+            "embedder_identity": self.embedder_identity,
+            "vocabulary": {
+                "names": list(self.vocabulary.names),
+                "seen": list(self.vocabulary.seen),
+            },
+            "backbone": self.backbone,
+            "store": None
+            if store is None
+            else {
+                "file": store.file,
+                "dataset": store.dataset,
+                "images": {"train": store.train_images, "test": store.test_images},
+                "test_set": store.test_set,
+            },
+            "image_size": pre.image_size,
+            "resize": pre.resize,
+            "mean": list(pre.mean),
+            "std": list(pre.std),
+            "label_prompt": self.label_prompt,
+            "config": self.config,
+            "pretrained": self.pretrained,
+            "epoch": self.epoch,
+            "metrics": self.metrics,
+            "metrics_by_convention": self.metrics_by_convention,
+            "state_dict": self.state_dict,
+            **({"train_state": self.train_state} if self.train_state is not None else {}),
+        }
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
+    """Atomically write ``ckpt`` to ``path`` (its folder is created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("wb") as f:
-        torch.save({"format": FORMAT, "mlzsl_version": __version__, **payload}, f)
+        torch.save(ckpt.to_payload(), f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -58,9 +230,7 @@ def _numpy_globals() -> list[Any]:
     return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint; errors name the file and what is wrong."""
-    path = Path(path)
+def _read_payload(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     try:  # weights_only: tensors and plain types only, so loading never runs code
@@ -101,20 +271,81 @@ _SAVED_BEFORE: dict[str, dict[str, Any]] = {
 }
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    """Rebuild the model a loaded checkpoint describes and load its weights."""
-    args = {**_SAVED_BEFORE.get(ckpt["model"], {}), **dict(ckpt["model_args"])}
-    if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
-        args["backbone_weights"] = None
-    try:
-        model = create_model(ckpt["model"], **args)
-    except TypeError as e:  # model_args the builder does not take
-        raise DataError(f"checkpoint of {ckpt['model']!r}: bad model_args ({e})") from None
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:  # missing, unexpected or mis-shaped weights
-        first = str(e).strip().splitlines()[-1].strip()[:200]
+def _optional_dict(payload: dict[str, Any], key: str, path: Path) -> dict[str, Any] | None:
+    value = payload.get(key)
+    if value is not None and not isinstance(value, dict):
         raise DataError(
-            f"checkpoint of {ckpt['model']!r}: its weights do not fit the model ({first})"
-        ) from None
-    return model.eval()
+            f"{path}: checkpoint field {key} must be a dict, got {type(value).__name__}"
+        )
+    return value
+
+
+def _preprocess(payload: dict[str, Any], path: Path) -> Preprocess:
+    """Preprocessing from the file; older files left out what the backbone identity holds."""
+    backbone = payload["backbone"]
+    found = {key: payload.get(key) or backbone.get(key) for key in ("image_size", "mean", "std")}
+    missing = [key for key, value in found.items() if value is None]
+    if missing:
+        raise DataError(f"{path}: checkpoint names no {', '.join(missing)} for its images")
+    try:
+        return Preprocess(
+            image_size=int(found["image_size"]),
+            resize=str(payload.get("resize") or "squash"),  # before aspect-keeping models
+            mean=tuple(float(v) for v in found["mean"]),
+            std=tuple(float(v) for v in found["std"]),
+        )
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: checkpoint preprocessing is malformed") from None
+
+
+def _store(payload: dict[str, Any], path: Path) -> StoreRecord | None:
+    store = _optional_dict(payload, "store", path)
+    if not store:
+        return None
+    images = store.get("images") or {}
+    return StoreRecord(
+        file=str(store.get("file")),
+        dataset=store.get("dataset"),
+        train_images=int(images.get("train") or 0),
+        test_images=int(images.get("test") or 0),
+        test_set=store.get("test_set"),
+    )
+
+
+def _vocabulary(payload: dict[str, Any], path: Path) -> Vocabulary:
+    vocabulary = payload["vocabulary"]
+    names, seen = vocabulary.get("names"), vocabulary.get("seen")
+    if not isinstance(names, list) or not isinstance(seen, list) or len(names) != len(seen):
+        raise DataError(f"{path}: checkpoint vocabulary needs names and seen of one length")
+    return Vocabulary(tuple(str(n) for n in names), tuple(bool(s) for s in seen))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read, check and upgrade a checkpoint file; errors name the file and what is wrong."""
+    path = Path(path)
+    payload = _read_payload(path)
+    config = _optional_dict(payload, "config", path)
+    pretrained = _optional_dict(payload, "pretrained", path)
+    if pretrained is None and config and isinstance(config.get("pretrained"), dict):
+        pretrained, config = config["pretrained"], None  # ready models kept it in config
+    model = payload["model"]
+    epoch = payload.get("epoch")
+    return Checkpoint(
+        model=model,
+        model_args={**_SAVED_BEFORE.get(model, {}), **payload["model_args"]},
+        embedder=payload["embedder"],
+        vocabulary=_vocabulary(payload, path),
+        backbone=payload["backbone"],
+        preprocess=_preprocess(payload, path),
+        state_dict=payload["state_dict"],
+        embedder_identity=payload.get("embedder_identity"),
+        label_prompt=payload.get("label_prompt") or None,
+        store=_store(payload, path),
+        config=config,
+        pretrained=pretrained,
+        epoch=epoch if isinstance(epoch, int) else 0,
+        metrics=_optional_dict(payload, "metrics", path),
+        metrics_by_convention=_optional_dict(payload, "metrics_by_convention", path),
+        train_state=_optional_dict(payload, "train_state", path),
+        mlzsl_version=str(payload.get("mlzsl_version")),
+    )

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
+from mlzsl.checkpoint import load_checkpoint
 from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
 from mlzsl.engine import fit
@@ -108,8 +108,8 @@ def tag_examples(
     truth = store.labels(rows)[:, store.label_set.unseen_idx] > 0  # [N, L_unseen]
     has_unseen = truth.any(axis=1)
     ckpt = load_checkpoint(checkpoint)
-    vectors = label_vectors(ckpt["embedder"], LabelSet.from_lists([], unseen))  # [L_unseen, E]
-    scores = predict_scores(model_from_checkpoint(ckpt), store, rows, vectors)  # [N, L_unseen]
+    vectors = label_vectors(ckpt.embedder, LabelSet.from_lists([], unseen))  # [L_unseen, E]
+    scores = predict_scores(ckpt.build_model(), store, rows, vectors)  # [N, L_unseen]
     hit = truth[np.arange(len(rows)), scores.argmax(axis=1)]
     share = float(hit[has_unseen].mean()) if has_unseen.any() else float("nan")
     shown_rows = rows[np.flatnonzero(has_unseen)[:n_show]]

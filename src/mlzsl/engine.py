@@ -39,7 +39,14 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
-from mlzsl.checkpoint import load_checkpoint, save_checkpoint
+from mlzsl.checkpoint import (
+    Checkpoint,
+    Preprocess,
+    StoreRecord,
+    Vocabulary,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mlzsl.config import TrainConfig, save_config
 from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
@@ -327,42 +334,44 @@ class Trainer:
         )
 
     # -- checkpoints
-    def _payload(self, results: Results | None) -> dict[str, Any]:
-        header = self.store.header
-        return {
-            "model": self.config.model,
-            "model_args": dict(self.model.config),  # type: ignore[arg-type]  # sizes included: rebuilds the model
-            "embedder": self.config.embedder,
-            "vocabulary": {
-                "names": list(header.label_set.names),
-                "seen": list(header.label_set.seen),
-            },
-            "backbone": header.backbone,
-            "store": {
-                "file": self.store.path.name,
-                "dataset": header.dataset.name if header.dataset else None,
-                "images": {"train": len(self.train_rows), "test": len(self.store.indices("test"))},
-                "test_set": self.store.test_variant(),
-            },
-            "image_size": header.meta.get("image_size"),
-            "mean": header.meta.get("mean"),
-            "std": header.meta.get("std"),
-            "config": self.config.to_dict(),
-            "epoch": self.state.epoch,
-            "metrics": results.primary.to_dict() if results else None,
-            "metrics_by_convention": results.by_convention_dict() if results else None,
-            "state_dict": self.model.state_dict(),
-        }
+    def _checkpoint(self, results: Results | None) -> Checkpoint:
+        header, meta = self.store.header, self.store.header.meta
+        backbone = header.backbone
+        return Checkpoint(
+            model=self.config.model,
+            model_args=dict(self.model.config),  # type: ignore[arg-type]  # sizes included: rebuilds the model
+            embedder=self.config.embedder,
+            vocabulary=Vocabulary(header.label_set.names, header.label_set.seen),
+            backbone=backbone,
+            preprocess=Preprocess(
+                image_size=int(meta.get("image_size") or backbone["image_size"]),
+                resize="squash",  # extraction squashes every image to S×S
+                mean=tuple(meta.get("mean") or backbone["mean"]),
+                std=tuple(meta.get("std") or backbone["std"]),
+            ),
+            state_dict=self.model.state_dict(),
+            store=StoreRecord(
+                file=self.store.path.name,
+                dataset=header.dataset.name if header.dataset else None,
+                train_images=len(self.train_rows),
+                test_images=len(self.store.indices("test")),
+                test_set=self.store.test_variant(),
+            ),
+            config=self.config.to_dict(),
+            epoch=self.state.epoch,
+            metrics=results.primary.to_dict() if results else None,
+            metrics_by_convention=results.by_convention_dict() if results else None,
+        )
 
     def _save_last(self) -> None:
-        payload = self._payload(None)
-        payload["train_state"] = {
+        ckpt = self._checkpoint(None)
+        ckpt.train_state = {
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "rng": _rng_state(),
             "state": self.state.__dict__,
         }
-        save_checkpoint(self.out_dir / "last.pt", payload)
+        save_checkpoint(self.out_dir / "last.pt", ckpt)
 
     def try_resume(self) -> int:
         """Continue from ``last.pt`` when it belongs to this very config; return its epoch."""
@@ -371,13 +380,15 @@ class Trainer:
             return 0
         ckpt = load_checkpoint(path)
         # a key added since the run started (amp, ...) counts as its default, which the run had
-        if {**TrainConfig().to_dict(), **ckpt["config"]} != self.config.to_dict():
+        if {**TrainConfig().to_dict(), **(ckpt.config or {})} != self.config.to_dict():
             raise ConfigError(
                 f"{path}: this folder holds a run with another config; use a new --out or "
                 "the same settings to resume it"
             )
-        self.model.load_state_dict(ckpt["state_dict"])
-        train_state = ckpt["train_state"]
+        if ckpt.train_state is None:
+            raise DataError(f"{path}: holds no training state to resume from")
+        self.model.load_state_dict(ckpt.state_dict)
+        train_state = ckpt.train_state
         self.optimizer.load_state_dict(train_state["optimizer"])
         self.schedule.load_state_dict(train_state["schedule"])
         _set_rng_state(train_state["rng"])
@@ -435,7 +446,7 @@ class Trainer:
                     self.state.best_value, self.state.best_epoch = value, epoch
                     self.state.epoch = epoch
                     if self.info.is_main:
-                        save_checkpoint(self.out_dir / "best.pt", self._payload(results))
+                        save_checkpoint(self.out_dir / "best.pt", self._checkpoint(results))
             row["seconds"] = time.perf_counter() - t0
             self.state.epoch = epoch
             self.state.history.append(row)
@@ -458,7 +469,7 @@ class Trainer:
 
     def _finish(self, first: int, seconds: float) -> FitResult:
         barrier(self.info)  # rank 0 has written best.pt
-        self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt")["state_dict"])
+        self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt").state_dict)
         results = self.evaluate()
         best = results.primary
         if self.info.is_main:

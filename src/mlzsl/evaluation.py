@@ -7,9 +7,10 @@ NUS-WIDE and user data, two for Open Images: :class:`mlzsl.protocol.Results`).
 Under torchrun each rank scores its DistributedSampler shard and the shards are gathered, dropping
 the duplicate rows DistributedSampler pads in.
 
-:func:`evaluate_folder` evaluates a :class:`~mlzsl.tagger.Tagger` on a user data folder directly
-from its images (no feature store, no training): any labelled folder, even one whose labels are
-all unseen and whose images are all test images, goes through the same protocol.
+:func:`evaluate_folder` evaluates a tagger (:class:`mlzsl.tags.ImageScorer`, torch or ONNX) on a
+user data folder directly from its images (no feature store, no training): any labelled folder,
+even one whose labels are all unseen and whose images are all test images, goes through the
+same protocol.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from mlzsl.checkpoint import load_checkpoint, model_from_checkpoint
+from mlzsl.checkpoint import load_checkpoint
 from mlzsl.datasets.dataset_info import read_dataset_info
 from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.distributed import SINGLE_PROCESS, DistInfo, unwrap
@@ -36,7 +37,7 @@ from mlzsl.labels import LabelSet
 from mlzsl.progress import progress
 from mlzsl.protocol import Results, evaluate_benchmark, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.tagger import Tagger
+from mlzsl.tags import ImageScorer, score_files
 
 __all__ = [
     "FolderEvaluation",
@@ -147,23 +148,22 @@ def evaluate_checkpoint(
     """
     ckpt = load_checkpoint(checkpoint)
     store = FeatureStore(store_path)
-    theirs, ours = store.header.backbone, ckpt["backbone"]
+    theirs, ours = store.header.backbone, ckpt.backbone
     if (theirs.get("name"), theirs.get("sha256")) != (ours.get("name"), ours.get("sha256")):
         raise DataError(
             f"{store.path}: features come from backbone {theirs.get('name')!r} "
             f"(weights {str(theirs.get('sha256'))[:12]}), but {checkpoint} was trained on "
             f"{ours.get('name')!r} (weights {str(ours.get('sha256'))[:12]})"
         )
-    vectors = label_vectors(embedder or ckpt["embedder"], store.label_set)
-    expected = int(ckpt["model_args"]["embed_dim"])
-    if vectors.shape[1] != expected:
+    spec = embedder or ckpt.embedder
+    vectors = label_vectors(spec, store.label_set)
+    if vectors.shape[1] != ckpt.embed_dim:
         raise ConfigError(
-            f"{checkpoint}: the model expects {expected}-d label vectors, embedder "
-            f"{embedder or ckpt['embedder']!r} gives {vectors.shape[1]}-d"
+            f"{checkpoint}: the model expects {ckpt.embed_dim}-d label vectors, embedder "
+            f"{spec!r} gives {vectors.shape[1]}-d"
         )
-    model = model_from_checkpoint(ckpt)
-    ks = resolve_ks(ckpt["config"].get("ks"), store_evaluation(store))
-    return ckpt["model"], evaluate_model(model, store, vectors, ks=ks, split=split)
+    ks = resolve_ks(ckpt.ks, store_evaluation(store))
+    return ckpt.model, evaluate_model(ckpt.build_model(), store, vectors, ks=ks, split=split)
 
 
 @dataclass
@@ -184,7 +184,7 @@ class FolderEvaluation:
 
 
 def evaluate_folder(
-    tagger: Tagger,
+    scorer: ImageScorer,
     data_dir: str | Path,
     *,
     split: str = "test",
@@ -194,8 +194,10 @@ def evaluate_folder(
 ) -> FolderEvaluation:
     """Score the ``split`` images of a user data folder against its whole vocabulary, evaluate.
 
-    The folder's ``dataset.json`` (if any) picks the benchmark's conventions and K values; an
-    image that does not decode is left out and listed.
+    ``scorer`` is a :class:`~mlzsl.tagger.Tagger` or an :class:`~mlzsl.onnx_runtime.OnnxTagger`
+    (the loop is :func:`mlzsl.tags.score_files`, as for tagging). The folder's ``dataset.json``
+    (if any) picks the benchmark's conventions and K values; an image that does not decode is
+    left out and listed.
     """
     started = time.perf_counter()
     dataset = read_user_dataset(data_dir)
@@ -204,25 +206,16 @@ def evaluate_folder(
     rows = dataset.indices(split)
     if len(rows) == 0:
         raise DataError(f"{dataset.root}: no {split} images to evaluate")
-    vectors = tagger.label_vectors(dataset.label_set.names)  # [L, E]
+    files = [dataset.path(int(row)) for row in rows]
+    vectors = scorer.label_vectors(dataset.label_set.names)  # [L, E]
     kept: list[int] = []
     scores: list[np.ndarray] = []
-    skipped: list[tuple[str, str]] = []
-    bar = progress(total=len(rows), desc="eval", unit="img", disable=not show_progress)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        pixels = []
-        for row in chunk:
-            path = dataset.path(int(row))
-            try:
-                pixels.append(tagger.load_image(path))
-                kept.append(int(row))
-            except DataError as e:
-                skipped.append((str(path), str(e).removeprefix(f"{path}: ")))
-        if pixels:
-            scores.append(tagger.score_images(pixels, vectors))
-        bar.update(len(chunk))
-    bar.close()
+    skipped: list[tuple[Path, str]] = []
+    for done, part in score_files(
+        scorer, files, vectors, skipped, batch_size=batch_size, desc="eval", bar=show_progress
+    ):
+        kept += [int(rows[i]) for i in done]
+        scores.append(part)
     if not kept:
         raise DataError(f"{dataset.root}: none of the {len(rows)} {split} images decodes")
     results = evaluate_benchmark(
@@ -232,4 +225,5 @@ def evaluate_folder(
         ks=ks,
         evaluation=evaluation,
     )
-    return FolderEvaluation(results, len(kept), skipped, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return FolderEvaluation(results, len(kept), [(str(p), why) for p, why in skipped], seconds)

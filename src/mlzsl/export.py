@@ -117,11 +117,11 @@ def export_checkpoint(
 ) -> dict[str, Any]:
     """Export the checkpoint (file or ready-model name) ``spec`` to ``out``; returns its card."""
     path = resolve_checkpoint(spec)
-    tagger = Tagger.from_checkpoint(path, embedder=embedder)
+    ckpt = load_checkpoint(path)
+    tagger = Tagger.from_checkpoint(ckpt, embedder=embedder)
     name = str(spec) if str(spec) in NAMED_CHECKPOINTS else path.name
-    card = model_card(load_checkpoint(path), path=path, name=name)
+    card = model_card(ckpt, path=path, name=name)
     card["embedder"] = tagger.embedder.spec
-    spec_ = tagger.backbone.spec
     size = tagger.image_size
     # traced at a shape no real input is likely to have, with H != W, B = 2 and L = 3
     height, width = (size, size) if tagger.resize == "squash" else (size, size + 64)
@@ -130,8 +130,8 @@ def export_checkpoint(
     preprocessing = {
         "image_size": str(size),
         "resize": tagger.resize,
-        "mean": json.dumps([float(v) for v in spec_.mean]),
-        "std": json.dumps([float(v) for v in spec_.std]),
+        "mean": json.dumps([float(v) for v in tagger.mean]),
+        "std": json.dumps([float(v) for v in tagger.std]),
         "embedder": tagger.embedder.spec,
         "label_prompt": tagger.label_prompt or "",
         "embed_dim": str(card["embed_dim"]),

@@ -1,7 +1,7 @@
 """Ready real-photo models that need no training: CONSE over the backbone's ImageNet classifier.
 
-``mlzsl.pretrained.default_real_photo_checkpoint()`` returns the path of the default real-photo
-checkpoint (:data:`DEFAULT_PHOTO_MODEL`, ``"photo"``), building it on first use in
+``mlzsl.pretrained.real_photo_checkpoint(name)`` returns the path of a ready real-photo
+checkpoint (default :data:`DEFAULT_PHOTO_MODEL`, ``"photo"``), building it on first use in
 ``<cache_home>/pretrained/`` (see :func:`mlzsl.runtime.cache_home`). It is an ordinary
 self-describing checkpoint (:mod:`mlzsl.checkpoint`): :class:`mlzsl.Tagger` and ``mlzsl eval``
 load it like a trained one.
@@ -52,7 +52,7 @@ from mlzsl import __version__
 from mlzsl.backbones import create_backbone
 from mlzsl.backbones import efficientnet_lite as _lite
 from mlzsl.backbones._weights import read_state_dict, sha256_file
-from mlzsl.checkpoint import save_checkpoint
+from mlzsl.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.models.imagenet_conse import imagenet_conse
@@ -64,7 +64,6 @@ __all__ = [
     "PHOTO_MODELS",
     "PhotoRecipe",
     "build_photo_checkpoint",
-    "default_real_photo_checkpoint",
     "imagenet_classes",
     "imagenet_classifier",
     "label_texts",
@@ -87,7 +86,7 @@ class PhotoRecipe:
         prompt: template with one ``{}`` applied to class names and user labels, or ``None``.
         top_t: T of CONSE (paper: 10; ours: 20).
         temperature: softmax temperature (paper: 1; ours: 2).
-        resize: how photos are resized (:data:`mlzsl.backbones.images.RESIZE_MODES`; ours:
+        resize: how photos are resized (:data:`mlzsl.images.RESIZE_MODES`; ours:
             ``"shorter"``, the aspect ratio kept).
         spatial: ``"max"`` (pooled + best position) or ``"none"`` (pooled only).
         spatial_weight: weight of the best-position cosine.
@@ -234,31 +233,19 @@ def build_photo_checkpoint(path: str | Path, name: str = DEFAULT_PHOTO_MODEL) ->
     model = imagenet_conse(**args)
     model.set_classifier(weight, bias, torch.from_numpy(vectors))
     spec = backbone.spec
-    payload = {
-        "model": MODEL,
-        "model_args": args,
-        "embedder": embedder.spec,
-        "embedder_identity": embedder.name,
-        "label_prompt": recipe.prompt,
-        "vocabulary": {"names": classes, "seen": [True] * len(classes)},
-        "backbone": backbone.identity(),
-        "image_size": recipe.image_size,
-        "resize": recipe.resize,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "config": {
-            "model": MODEL,
-            "model_args": args,
-            "embedder": embedder.spec,
-            "epochs": 0,
-            "ks": None,
-            "pretrained": {"name": name, **asdict(recipe), "classifier": origin},
-        },
-        "epoch": 0,
-        "metrics": None,
-        "state_dict": model.state_dict(),
-    }
-    return save_checkpoint(path, payload)
+    ckpt = Checkpoint(
+        model=MODEL,
+        model_args=args,
+        embedder=embedder.spec,
+        vocabulary=Vocabulary(tuple(classes), (True,) * len(classes)),
+        backbone=backbone.identity(),
+        preprocess=Preprocess(recipe.image_size, recipe.resize, spec.mean, spec.std),
+        state_dict=model.state_dict(),
+        embedder_identity=embedder.name,
+        label_prompt=recipe.prompt,
+        pretrained={"name": name, **asdict(recipe), "classifier": origin},
+    )
+    return save_checkpoint(path, ckpt)
 
 
 def real_photo_checkpoint(name: str = DEFAULT_PHOTO_MODEL, *, rebuild: bool = False) -> Path:
@@ -276,8 +263,3 @@ def real_photo_checkpoint(name: str = DEFAULT_PHOTO_MODEL, *, rebuild: bool = Fa
     if path.is_file() and not rebuild:  # written atomically: a file there is whole
         return path
     return build_photo_checkpoint(path, name)
-
-
-def default_real_photo_checkpoint() -> Path:
-    """The default real-photo checkpoint (:data:`DEFAULT_PHOTO_MODEL`), built on first use."""
-    return real_photo_checkpoint(DEFAULT_PHOTO_MODEL)

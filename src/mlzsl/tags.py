@@ -1,31 +1,43 @@
-"""Label lists, image lists and tag results: the parts of tagging that need no torch.
+"""Tagging without torch: label lists, image lists, tag results and :class:`ImageScorer`.
 
-:mod:`mlzsl.tagger` (torch) and :mod:`mlzsl.onnx_runtime` (onnxruntime) both use them, so a label
-list is parsed, a folder searched and a score row ranked the same way on either path.
+:mod:`mlzsl.tagger` (torch) and :mod:`mlzsl.onnx_runtime` (onnxruntime) are both an
+:class:`ImageScorer`, which holds the decoding, the label vectors and the tagging loop
+(:func:`score_files`) once, so a label list is parsed, a folder searched, a bad file skipped and a
+score row ranked the same way on either path; :func:`mlzsl.evaluation.evaluate_folder` runs the
+same loop.
 """
 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
+from mlzsl.embeddings import embed_labels
+from mlzsl.embeddings.base import check_labels
 from mlzsl.errors import ConfigError, DataError, LabelError
+from mlzsl.images import load_image
 from mlzsl.labels import read_vocabulary
 from mlzsl.progress import progress
 
+if TYPE_CHECKING:
+    from mlzsl.embeddings.base import Embedder
+
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ImageScorer",
     "Tag",
     "TagRun",
     "collect_images",
     "parse_labels",
     "rank_row",
     "read_labels_file",
+    "score_files",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -123,54 +135,159 @@ def same_size_runs(images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
         start = end
 
 
-class ImageScorer(Protocol):
-    """What :func:`tag_paths` needs of a tagger (the torch :class:`mlzsl.tagger.Tagger` and the
-    torch-free :class:`mlzsl.onnx_runtime.OnnxTagger` both are one)."""
+class ImageScorer(ABC):
+    """Decode images, embed labels, score them: what the torch :class:`mlzsl.tagger.Tagger` and
+    the torch-free :class:`mlzsl.onnx_runtime.OnnxTagger` share.
 
-    def load_image(self, image: str | Path) -> np.ndarray: ...
+    A subclass sets the preprocessing attributes and implements :meth:`score_pixels`; decoding,
+    label vectors, batching by size and the tagging loop (:func:`score_files`) are written here
+    once, so both runtimes read, skip and rank images the same way.
 
-    def label_vectors(self, labels: Sequence[str]) -> Any: ...
-
-    def score_images(self, images: Sequence[np.ndarray], vectors: Any) -> np.ndarray: ...
-
-
-def tag_paths(
-    scorer: ImageScorer,
-    paths: Iterable[str | Path],
-    labels: str | Sequence[str],
-    *,
-    top_k: int = 5,
-    threshold: float | None = None,
-    batch_size: int = 1,
-    show_progress: bool = False,
-) -> TagRun:
-    """Tag files and folders (see :func:`collect_images`), ``batch_size`` images per scoring call.
-
-    A path that is not a readable image (``scorer.load_image`` raises :class:`DataError`) is
-    skipped and listed in ``TagRun.skipped``, never an error; ``threshold`` drops tags scoring
-    below it.
+    Attributes:
+        image_size: the side S in pixels (the shorter side with ``resize="shorter"``).
+        resize: one of :data:`mlzsl.images.RESIZE_MODES`.
+        mean: per-channel mean, float32 [3].
+        std: per-channel divisor, float32 [3].
+        label_prompt: a template with one ``{}`` every label name is put in before it is
+            embedded, or ``None``.
     """
-    if top_k < 1 or batch_size < 1:
-        raise ConfigError(f"top_k and batch_size must be at least 1, got {top_k}, {batch_size}")
-    started = time.perf_counter()
-    files = collect_images(paths)
-    run = TagRun(labels=parse_labels(labels))
-    vectors = scorer.label_vectors(run.labels)  # [L, E], once for every batch
-    long_run = show_progress and len(files) > max(batch_size, 8)  # a few need no bar
-    bar = progress(total=len(files), desc="tag", unit="img", disable=not long_run)
+
+    image_size: int
+    resize: str
+    mean: np.ndarray
+    std: np.ndarray
+    label_prompt: str | None
+
+    @property
+    @abstractmethod
+    def embedder(self) -> Embedder:
+        """The label embedder the model was trained with."""
+
+    @abstractmethod
+    def score_pixels(self, pixels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Scores of decoded images float32 [n, 3, H, W] against label vectors [L, E]:
+        float32 [n, L]."""
+
+    def decode(self, source: Path | BinaryIO, *, max_pixels: int | None = None) -> np.ndarray:
+        """Pixels of an image file or file object as the model takes them: float32 [3, H, W].
+
+        Raises what :func:`mlzsl.images.load_image` raises (PIL's errors on a bad file,
+        ``ImageTooLarge`` over ``max_pixels``).
+        """
+        return load_image(
+            source, self.image_size, self.mean, self.std, max_pixels=max_pixels, resize=self.resize
+        )
+
+    def load_image(self, image: str | Path) -> np.ndarray:
+        """One decoded, normalised image: float32 [3, H, W]; a bad file is an error naming it."""
+        try:
+            return self.decode(Path(image))
+        except FileNotFoundError:
+            raise DataError(f"{image}: image not found") from None
+        except IsADirectoryError:
+            raise DataError(f"{image}: a folder, not an image") from None
+        except Exception as e:  # PIL raises several types for non-images
+            raise DataError(f"{image}: not a readable image ({type(e).__name__})") from None
+
+    def label_texts(self, labels: Sequence[str]) -> list[str]:
+        """What is embedded for each label name: the name put in :attr:`label_prompt`, if any."""
+        prompt = self.label_prompt
+        return [prompt.format(name) for name in labels] if prompt else list(labels)
+
+    def label_vectors(self, labels: Sequence[str], *, disk_cache: bool = True) -> np.ndarray:
+        """The embedder's vectors of ``labels`` (prompt applied): float32 [L, E].
+
+        ``disk_cache`` keeps them in the embedding cache on disk (a server answering anyone
+        passes ``False``, so what clients send never reaches the disk).
+        """
+        texts = self.label_texts(labels)
+        if disk_cache:
+            vectors = embed_labels(texts, self.embedder)
+        else:
+            vectors = self.embedder.embed(check_labels(texts))
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def score_images(self, images: Sequence[np.ndarray], vectors: np.ndarray) -> np.ndarray:
+        """Scores of decoded images (each [3, H, W], sizes may differ): float32 [n, L].
+
+        Images of one size in a row go through the model together.
+        """
+        parts = [self.score_pixels(run, vectors) for run in same_size_runs(images)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(vectors)), np.float32)
+
+    def scores(self, images: Sequence[str | Path], labels: Sequence[str]) -> np.ndarray:
+        """Scores of every image file against every label: float32 [n, L]; a bad file is an
+        error naming it."""
+        vectors = self.label_vectors(parse_labels(labels))  # [L, E]
+        return self.score_images([self.load_image(image) for image in images], vectors)
+
+    def tag(
+        self, images: Sequence[str | Path], labels: str | Sequence[str], top_k: int = 5
+    ) -> list[list[Tag]]:
+        """The ``top_k`` best labels per image, best first (ties: the earlier label first)."""
+        if top_k < 1:
+            raise ConfigError(f"top_k must be at least 1, got {top_k}")
+        names = parse_labels(labels)
+        return [rank_row(row, names, top_k, None) for row in self.scores(images, names)]
+
+    def tag_files(
+        self,
+        paths: Iterable[str | Path],
+        labels: str | Sequence[str],
+        *,
+        top_k: int = 5,
+        threshold: float | None = None,
+        batch_size: int = 1,
+        show_progress: bool = False,
+    ) -> TagRun:
+        """Tag files and folders (see :func:`collect_images`), ``batch_size`` images per model
+        call (1 is fastest on a CPU).
+
+        A path that is not a readable image is skipped and listed in ``TagRun.skipped``, never an
+        error; ``threshold`` drops tags scoring below it.
+        """
+        if top_k < 1 or batch_size < 1:
+            raise ConfigError(f"top_k and batch_size must be at least 1, got {top_k}, {batch_size}")
+        started = time.perf_counter()
+        files = collect_images(paths)
+        run = TagRun(labels=parse_labels(labels))
+        vectors = self.label_vectors(run.labels)  # [L, E], once for every batch
+        long_run = show_progress and len(files) > max(batch_size, 8)  # a few need no bar
+        for done, scores in score_files(
+            self, files, vectors, run.skipped, batch_size=batch_size, desc="tag", bar=long_run
+        ):
+            for i, row in zip(done, scores, strict=True):
+                run.tags[files[i]] = rank_row(row, run.labels, top_k, threshold)
+        run.seconds = time.perf_counter() - started
+        return run
+
+
+def score_files(
+    scorer: ImageScorer,
+    files: Sequence[Path],
+    vectors: np.ndarray,
+    skipped: list[tuple[Path, str]],
+    *,
+    batch_size: int = 1,
+    desc: str = "score",
+    bar: bool = False,
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Decode and score ``files``, ``batch_size`` at a time: yields (positions in ``files`` of
+    the images that decoded, their scores float32 [n, L]).
+
+    A file that is not a readable image is appended to ``skipped`` as (path, reason) and left
+    out, never an error. ``bar`` shows a progress bar (rate and ETA) named ``desc``.
+    """
+    shown = progress(total=len(files), desc=desc, unit="img", disable=not bar)
     for start in range(0, len(files), batch_size):
-        batch, pixels = [], []
-        for path in files[start : start + batch_size]:
+        done, pixels = [], []
+        for i in range(start, min(start + batch_size, len(files))):
             try:
-                pixels.append(scorer.load_image(path))
-                batch.append(path)
+                pixels.append(scorer.load_image(files[i]))
+                done.append(i)
             except DataError as e:
-                run.skipped.append((path, str(e).removeprefix(f"{path}: ")))
-        if batch:
-            scores = scorer.score_images(pixels, vectors)
-            for path, row in zip(batch, scores, strict=True):
-                run.tags[path] = rank_row(row, run.labels, top_k, threshold)
-        bar.update(len(files[start : start + batch_size]))
-    bar.close()
-    run.seconds = time.perf_counter() - started
-    return run
+                skipped.append((files[i], str(e).removeprefix(f"{files[i]}: ")))
+        if done:
+            yield done, scorer.score_images(pixels, vectors)
+        shown.update(min(batch_size, len(files) - start))
+    shown.close()

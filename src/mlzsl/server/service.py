@@ -4,7 +4,7 @@
 uploaded files from their file objects (never from a path the client names, never unpickled),
 scores them against the label vectors of the request's label list (kept in a small LRU cache, so a
 page that sends the same labels again skips the embedder) and returns the JSON shape of
-``mlzsl tag --json`` (:meth:`mlzsl.tagger.TagRun.to_dict`) plus ``checkpoint``, ``files`` and
+``mlzsl tag --json`` (:meth:`mlzsl.tags.TagRun.to_dict`) plus ``checkpoint``, ``files`` and
 ``timing``. Calls are serialised by a lock: torch runs one request at a time, which on a CPU is
 also the fastest way to run several.
 
@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mlzsl.backbones.images import ImageTooLarge
 from mlzsl.card import model_card as shared_model_card
-from mlzsl.checkpoint import load_checkpoint
+from mlzsl.checkpoint import Checkpoint, load_checkpoint
 from mlzsl.errors import ConfigError, MlzslError
-from mlzsl.tagger import NAMED_CHECKPOINTS, Tagger, TagRun, rank_row, resolve_checkpoint
+from mlzsl.images import ImageTooLarge
+from mlzsl.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
+from mlzsl.tags import TagRun, rank_row
 
 __all__ = ["ApiError", "Limits", "TagService", "Upload", "model_card"]
 
@@ -105,7 +106,7 @@ def clean_name(name: str | None, index: int, taken: set[str]) -> str:
     return unique
 
 
-def model_card(ckpt: dict[str, Any], path: Path, tagger: Tagger, name: str) -> dict[str, Any]:
+def model_card(ckpt: Checkpoint, path: Path, tagger: Tagger, name: str) -> dict[str, Any]:
     """What ``GET /api/model`` shows: the shared card (:func:`mlzsl.card.model_card`) with the
     loaded tagger's embedder (``--embedder`` may override the checkpoint's) and its parameter
     count, backbone included."""
@@ -139,7 +140,7 @@ class TagService:
     ) -> None:
         self.tagger, self.checkpoint, self.card = tagger, checkpoint, card
         self.limits = limits or Limits()
-        self._vectors: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self._vectors: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()
         self._label_cache = label_cache
         self._lock = threading.Lock()
 
@@ -149,10 +150,11 @@ class TagService:
     ) -> TagService:
         """Load the checkpoint a ``--checkpoint`` value names (``None``: the real-photo model)."""
         path = resolve_checkpoint(spec)
-        tagger = Tagger.from_checkpoint(path, embedder=embedder)
+        ckpt = load_checkpoint(path)
+        tagger = Tagger.from_checkpoint(ckpt, embedder=embedder)
         named = spec is None or str(spec) in NAMED_CHECKPOINTS
         name = str(spec or "photo") if named else path.name
-        card = model_card(load_checkpoint(path), path, tagger, name)
+        card = model_card(ckpt, path, tagger, name)
         return cls(tagger, checkpoint=path, card=card, limits=limits)
 
     # -- checks of a request's fields (cheap; the web layer calls them before queueing)
@@ -206,7 +208,7 @@ class TagService:
                 )
 
     # -- the work (slow: run it off the event loop)
-    def label_vectors(self, labels: Sequence[str]) -> torch.Tensor:
+    def label_vectors(self, labels: Sequence[str]) -> np.ndarray:
         """The vectors [L, E] of ``labels``, from the cache or the embedder; an unknown word is a
         400.
 
@@ -220,15 +222,15 @@ class TagService:
             self._vectors.move_to_end(key)
             return self._vectors[key]
         try:
-            tensor = self.tagger.label_vectors(labels, disk_cache=False)  # [L, E]
+            vectors = self.tagger.label_vectors(labels, disk_cache=False)  # [L, E]
         except MlzslError as e:
             raise ApiError(400, str(e)) from None
-        self._vectors[key] = tensor
+        self._vectors[key] = vectors
         while len(self._vectors) > self._label_cache or (
             len(self._vectors) > 1 and sum(len(k) for k in self._vectors) > CACHED_LABEL_ROWS
         ):
             self._vectors.popitem(last=False)
-        return tensor
+        return vectors
 
     def decode(self, upload: Upload) -> np.ndarray:
         """One upload -> normalised pixels [3, S, S]; over the pixel limit is a 413; a file that

@@ -54,12 +54,12 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from mlzsl.backbones import DEFAULT_BACKBONE, Backbone, create_backbone
-from mlzsl.backbones.images import load_image
 from mlzsl.datasets.dataset_info import read_dataset_info
 from mlzsl.datasets.userdata import UserDataset, read_user_dataset
 from mlzsl.datasets.verify import read_exclusions
 from mlzsl.distributed import DistInfo, barrier, setup_distributed, torchrun_world
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.images import load_image
 from mlzsl.progress import progress
 from mlzsl.store.feature_store import read_header, write_store
 from mlzsl.store.lock import StoreLock, unique_name
