@@ -269,7 +269,7 @@ def test_verify_names_every_injected_fault(pipeline: Pipeline) -> None:
     assert summary["counts"]["train"]["tiny"] == 1
 
 
-def test_variant_line_names_the_available_subset(pipeline: Pipeline) -> None:
+def test_test_set_line_names_the_available_subset(pipeline: Pipeline) -> None:
     n_bad_test = 4  # missing, two placeholders, unreadable
     n_good = len(pipeline.release.rows("test")) - n_bad_test
     line = f"available subset, {n_good} of the 107,859 official images"

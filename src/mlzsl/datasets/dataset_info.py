@@ -74,7 +74,7 @@ class DatasetInfo:
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{where}: malformed dataset description ({e!r})") from None
 
-    def variant(self, n_test: int) -> str:
+    def test_set_line(self, n_test: int) -> str:
         """One line naming the test-set variant of a copy with ``n_test`` test images."""
         if self.official_test_images is None:
             return f"{self.name} test set: {n_test:,} images"

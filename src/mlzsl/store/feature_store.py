@@ -144,10 +144,14 @@ class FeatureStore:
             raise DataError(f"{self.path}: unknown split {split!r} (expected train or test)")
         return np.flatnonzero(self.splits == split)
 
-    def test_variant(self) -> str | None:
+    def test_set_line(self) -> str | None:
         """The line naming the test-set variant, for stores of a known benchmark."""
         info = self.header.dataset
-        return None if info is None else info.variant(int(np.sum(self.splits == "test")))
+        return None if info is None else info.test_set_line(int(np.sum(self.splits == "test")))
+
+    def test_variant(self) -> str | None:
+        """The former name of :meth:`test_set_line`, kept until :mod:`mlzsl.engine` calls that."""
+        return self.test_set_line()
 
     def features(
         self, index: int | Sequence[int] | np.ndarray, *, dtype: npt.DTypeLike = np.float32
