@@ -1,4 +1,5 @@
-"""``mlzsl verify-data``: each fault found and named, outputs written whole, the variant line."""
+"""``mlzsl data verify``: each fault found and named, outputs written whole, the test-set line;
+the old spelling ``mlzsl verify-data`` still works after a one-line notice."""
 
 from __future__ import annotations
 

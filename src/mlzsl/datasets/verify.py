@@ -1,4 +1,4 @@
-"""Check every image of a data folder before extraction (``mlzsl verify-data DIR``).
+"""Check every image of a data folder before extraction (``mlzsl data verify DIR``).
 
 Crawled benchmarks such as NUS-WIDE are full of files that are not the photo they claim to be.
 Each image listed in ``labels.csv`` gets one status, the first that applies:
@@ -334,7 +334,7 @@ def _replace(path: Path, write: Callable[[Any], object]) -> None:
 
 
 def read_exclusions(data_dir: str | Path) -> dict[str, str]:
-    """The images ``mlzsl verify-data`` excluded: ``{image: reason}`` from ``DIR/excluded.tsv``.
+    """The images ``mlzsl data verify`` excluded: ``{image: reason}`` from ``DIR/excluded.tsv``.
 
     The file has the header line ``image<TAB>reason`` (further header columns are ignored), then
     one line per image: its path as written in ``labels.csv``, a tab, the reason. Blank lines are
