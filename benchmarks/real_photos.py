@@ -10,8 +10,8 @@ labels (default ``../shared/data/real_photos_dev``: 126 COCO photos, 80-name voc
 at every position of the feature map are kept, and every variant (embedder, label prompt,
 pooled or spatial scoring, T, temperature, spatial weight, several scales) is scored from them
 through :class:`mlzsl.models.imagenet_conse.ImagenetConse` itself. Metrics are the ZSL split of
-:func:`mlzsl.protocol.evaluate`: mAP over all vocabulary labels (a label with no positive counts
-as AP 0, as ``mlzsl eval`` reports) and F1@3. Finally the default checkpoint
+:func:`mlzsl.protocol.evaluate_default`: mAP over all vocabulary labels (a label with no positive
+counts as AP 0, as ``mlzsl eval`` reports) and F1@3. Finally the default checkpoint
 (:func:`mlzsl.pretrained.real_photo_checkpoint`) tags every photo through
 :class:`mlzsl.Tagger`, which gives the tagging speed and checks that the full path scores as the
 table's default row does. Prints Markdown tables; ``benchmarks/README.md`` holds a run.
@@ -46,7 +46,7 @@ from mlzsl.pretrained import (
     label_texts,
     real_photo_checkpoint,
 )
-from mlzsl.protocol import evaluate
+from mlzsl.protocol import evaluate_default
 from mlzsl.tagger import Tagger
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_photos_dev"
@@ -148,7 +148,7 @@ class Bench:
 
     def metrics(self, scores: np.ndarray) -> tuple[float, float]:
         """(ZSL mAP, F1@3) in percent."""
-        result = evaluate(scores, self.targets, self.data.label_set, ks=(3,)).zsl
+        result = evaluate_default(scores, self.targets, self.data.label_set, ks=(3,)).zsl
         return 100 * result.mean_ap, 100 * result.at_k[3][2]
 
     def bootstrap_sd(self, scores: np.ndarray, rounds: int = 200) -> float:
@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nbootstrap SD of the default's mAP over photos: {bench.bootstrap_sd(score_default):.1f}"
     )
     present = bench.targets.max(axis=0) > 0
-    result = evaluate(score_default, bench.targets, bench.data.label_set, ks=(3,)).zsl
+    result = evaluate_default(score_default, bench.targets, bench.data.label_set, ks=(3,)).zsl
     print(
         f"default mAP over the {int(present.sum())} labels with a positive: "
         f"{100 * float(result.ap[present].mean()):.1f}"

@@ -19,7 +19,7 @@ from PIL import Image
 from mlzsl.cli import main
 from mlzsl.compare import compare_tables, read_per_label_table
 from mlzsl.labels import LabelSet
-from mlzsl.protocol import evaluate
+from mlzsl.protocol import evaluate_default
 from tests.conftest import SHARED_DATA
 
 REFERENCE = SHARED_DATA / "reference_results"
@@ -172,7 +172,7 @@ def _our_csvs(tmp_path: Path, label_set: LabelSet, seed: int = 0) -> tuple[Path,
     n = 40
     scores = rng.normal(size=(n, len(label_set)))  # [N, L]
     targets = rng.choice([1, -1, -1, 0], size=(n, len(label_set)))  # [N, L]
-    result = evaluate(scores, targets, label_set)
+    result = evaluate_default(scores, targets, label_set)
     zsl_csv, gzsl_csv = result.write_per_label_csv(tmp_path / "per_label")
     return zsl_csv, gzsl_csv, result.zsl.mean_ap
 

@@ -1,4 +1,5 @@
-"""`mlzsl extract` at scale: shards, torchrun ranks, the assembly lock, verify-data exclusions."""
+"""`mlzsl extract` at scale: shards, torchrun ranks, the assembly lock, the exclusions of
+`mlzsl data verify`."""
 
 from __future__ import annotations
 

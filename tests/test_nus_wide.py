@@ -170,7 +170,7 @@ def _cli(*argv: str) -> str:
 
 @dataclass
 class Pipeline:
-    """A release run through data -> verify-data -> extract -> train -> eval, with outputs."""
+    """A release run through data -> data verify -> extract -> train -> eval, with outputs."""
 
     release: MiniRelease
     faults: dict[str, str]
@@ -184,7 +184,7 @@ def _run_pipeline(root: Path, tags: list[str], concepts: list[str], embedder: st
     faults = inject_faults(release)
     data, store, run = root / "data", root / "nus.h5", root / "run"
     stdout = {"data": _cli("data", "nus-wide", "--root", str(release.root), "--out", str(data))}
-    stdout["verify"] = _cli("verify-data", str(data), "--workers", "2")
+    stdout["verify"] = _cli("data", "verify", str(data), "--workers", "2")
     stdout["extract"] = _cli(
         "extract", str(data), "--out", str(store), "--image-size", "64", "--workers", "0",
         "--threads", "1",
@@ -269,7 +269,7 @@ def test_verify_names_every_injected_fault(pipeline: Pipeline) -> None:
     assert summary["counts"]["train"]["tiny"] == 1
 
 
-def test_variant_line_names_the_available_subset(pipeline: Pipeline) -> None:
+def test_test_set_line_names_the_available_subset(pipeline: Pipeline) -> None:
     n_bad_test = 4  # missing, two placeholders, unreadable
     n_good = len(pipeline.release.rows("test")) - n_bad_test
     line = f"available subset, {n_good} of the 107,859 official images"

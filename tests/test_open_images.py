@@ -26,7 +26,7 @@ from mlzsl.datasets.open_images import OFFICIAL_TEST_IMAGES, convert_open_images
 from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.datasets.vocab import read_open_images_vocabulary
 from mlzsl.evaluation import label_vectors, predict_scores
-from mlzsl.protocol import open_images_evaluate
+from mlzsl.protocol import evaluate_open_images
 from mlzsl.store.feature_store import FeatureStore
 from tests.conftest import SHARED_DATA
 
@@ -330,7 +330,7 @@ def test_eval_json_equals_the_oracle(pipeline: dict, capsys) -> None:
     rows = store.indices("test")
     vectors = label_vectors("glove50", store.label_set)
     scores = predict_scores(ckpt.build_model(), store, rows, vectors)
-    oracle = open_images_evaluate(scores, store.labels(rows), store.label_set, ks=(10, 20))
+    oracle = evaluate_open_images(scores, store.labels(rows), store.label_set, ks=(10, 20))
     assert set(got) >= {"lesa", "biam", "test_set"}
     for convention, result in oracle.items():
         for split, metrics in result.to_dict().items():

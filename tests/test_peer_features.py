@@ -405,7 +405,7 @@ def test_biam_nus_round_trip(tmp_path: Path, nus_vocab: Path) -> None:
         C,
     )
     assert store.header.dataset is not None and store.header.dataset.name == "NUS-WIDE"
-    assert "available subset, 4 of the 107,859" in str(store.test_variant())
+    assert "available subset, 4 of the 107,859" in str(store.test_set_line())
 
 
 def test_biam_open_images_labels(tmp_path: Path, oi_vocab: Path) -> None:
@@ -656,7 +656,7 @@ def test_real_open_images_vocabulary(tmp_path: Path) -> None:
     assert (len(store.label_set.seen_idx), len(store.label_set.unseen_idx)) == (7186, 400)
     row = store.labels()[0]
     assert list(row[[5, 6, 7186, 7187]]) == [1, -1, 1, -1] and np.abs(row).sum() == 4
-    assert "125,436" in str(store.test_variant())
+    assert "125,436" in str(store.test_set_line())
 
 
 # ----------------------------------------------------------------------------- CLI and training

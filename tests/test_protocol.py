@@ -1,5 +1,6 @@
 """Tests of mlzsl.protocol: ZSL/GZSL assembly checked against mlzsl.metrics directly, the
-dictionary and table views, per-label CSV round trip, and both Open Images conventions."""
+dictionary and table views, per-label CSV round trip, both Open Images conventions, and the
+convention-aware `evaluate` (`mlzsl.evaluate`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mlzsl
 from mlzsl.errors import ConfigError, DataError, LabelError
 from mlzsl.labels import LabelSet
 from mlzsl.metrics import (
@@ -18,7 +20,14 @@ from mlzsl.metrics import (
     open_images_map,
     precision_recall_f1_at_k,
 )
-from mlzsl.protocol import K_VALUES, EvalResult, evaluate, open_images_evaluate
+from mlzsl.protocol import (
+    K_VALUES,
+    EvalResult,
+    Results,
+    evaluate,
+    evaluate_default,
+    evaluate_open_images,
+)
 
 # Five labels with the unseen ones *not* at the end, so column selection is really tested.
 LABELS = LabelSet(("cat", "sky", "dog", "sea", "car"), (True, False, True, False, True))
@@ -34,13 +43,13 @@ def tiny_case(seed: int = 0, n: int = 30) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_k_values() -> None:
-    assert K_VALUES == {"nus_wide": (3, 5), "open_images": (10, 20), "scenes": (3, 5)}
+    assert K_VALUES == {"nus_wide": (3, 5), "open_images": (10, 20)}
 
 
-def test_evaluate_matches_metrics() -> None:
+def test_evaluate_default_matches_metrics() -> None:
     scores, targets = tiny_case()
-    result = evaluate(scores, targets, LABELS, ks=(3, 1))
-    assert result.ks == (1, 3) and result.variant is None
+    result = evaluate_default(scores, targets, LABELS, ks=(3, 1))
+    assert result.ks == (1, 3) and result.convention is None
     zs, zt = scores[:, UNSEEN], targets[:, UNSEEN]
     assert result.zsl.label_names == ("sky", "sea")
     np.testing.assert_array_equal(result.zsl.ap, average_precision_per_label(zt, zs))
@@ -58,7 +67,7 @@ def test_evaluate_matches_metrics() -> None:
 
 def test_to_dict_keys_and_percent() -> None:
     scores, targets = tiny_case()
-    result = evaluate(scores, targets, LABELS)
+    result = evaluate_default(scores, targets, LABELS)
     fractions, percent = result.to_dict(percent=False), result.to_dict()
     assert list(percent) == ["zsl", "gzsl"]
     assert list(percent["zsl"]) == ["mAP", "P@3", "R@3", "F1@3", "P@5", "R@5", "F1@5"]
@@ -71,7 +80,7 @@ def test_to_dict_keys_and_percent() -> None:
 
 def test_table_lists_both_splits() -> None:
     scores, targets = tiny_case()
-    result = evaluate(scores, targets, LABELS)
+    result = evaluate_default(scores, targets, LABELS)
     table = result.table()
     lines = table.splitlines()
     assert lines[1].split() == ["split", "images", "labels", "mAP", "P@3", "R@3", "F1@3"] + [
@@ -91,7 +100,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_per_label_csv_round_trip(tmp_path: Path) -> None:
     scores, targets = tiny_case()
-    result = evaluate(scores, targets, LABELS)
+    result = evaluate_default(scores, targets, LABELS)
     paths = result.write_per_label_csv(tmp_path / "out")
     assert [p.name for p in paths] == ["per_label_zsl.csv", "per_label_gzsl.csv"]
     for path, split in zip(paths, (result.zsl, result.gzsl), strict=True):
@@ -106,7 +115,7 @@ def test_nan_survives_to_dict_and_table() -> None:
     # No unseen positive at all: ZSL recall and F1 are NaN, mAP is 0.
     scores, targets = tiny_case()
     targets[:, UNSEEN] = -1
-    result = evaluate(scores, targets, LABELS, ks=(1,))
+    result = evaluate_default(scores, targets, LABELS, ks=(1,))
     assert result.zsl.mean_ap == 0.0
     assert math.isnan(result.to_dict()["zsl"]["R@1"]) and math.isnan(result.zsl.at_k[1][2])
     assert "nan" in result.table()
@@ -123,17 +132,17 @@ def test_nan_survives_to_dict_and_table() -> None:
 )
 def test_bad_inputs(scores: np.ndarray, targets: np.ndarray, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        evaluate(scores, targets, LABELS)
+        evaluate_default(scores, targets, LABELS)
 
 
 def test_no_unseen_label_and_bad_ks() -> None:
     all_seen = LabelSet.from_lists(["a", "b"], [])
     with pytest.raises(LabelError, match="no unseen"):
-        evaluate(np.zeros((2, 2)), np.zeros((2, 2)), all_seen)
+        evaluate_default(np.zeros((2, 2)), np.zeros((2, 2)), all_seen)
     scores, targets = tiny_case()
     for ks in [(), (0,), (2, -1), 3]:
         with pytest.raises(ConfigError):
-            evaluate(scores, targets, LABELS, ks=ks)  # type: ignore[arg-type]
+            evaluate_default(scores, targets, LABELS, ks=ks)  # type: ignore[arg-type]
 
 
 def sparse_case(seed: int = 0, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -144,12 +153,12 @@ def sparse_case(seed: int = 0, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
     return rng.random((n, 5)), targets
 
 
-def test_open_images_evaluate_lesa_is_evaluate_plus_weighted_map() -> None:
+def test_evaluate_open_images_lesa_is_default_plus_weighted_map() -> None:
     scores, targets = sparse_case()
-    results = open_images_evaluate(scores, targets, LABELS, ks=(1, 2))
+    results = evaluate_open_images(scores, targets, LABELS, ks=(1, 2))
     assert list(results) == ["lesa", "biam"]
-    lesa, plain = results["lesa"], evaluate(scores, targets, LABELS, ks=(1, 2))
-    assert lesa.variant == "lesa"
+    lesa, plain = results["lesa"], evaluate_default(scores, targets, LABELS, ks=(1, 2))
+    assert lesa.convention == "lesa"
     for split in ("zsl", "gzsl"):
         assert getattr(lesa, split).mean_ap == pytest.approx(getattr(plain, split).mean_ap)
         assert getattr(lesa, split).at_k == getattr(plain, split).at_k
@@ -160,9 +169,9 @@ def test_open_images_evaluate_lesa_is_evaluate_plus_weighted_map() -> None:
     assert "wmAP" in lesa.to_dict()["gzsl"]
 
 
-def test_open_images_evaluate_biam_follows_biams_blocks() -> None:
+def test_evaluate_open_images_biam_follows_biams_blocks() -> None:
     scores, targets = sparse_case()
-    biam = open_images_evaluate(scores, targets, LABELS, ks=(1, 2))["biam"]
+    biam = evaluate_open_images(scores, targets, LABELS, ks=(1, 2))["biam"]
     zs, zt = scores[:, UNSEEN], targets[:, UNSEEN]
     # ZSL: unseen labels all kept, images with an unseen positive only (AP and P/R/F1 alike).
     assert (biam.zsl.mean_ap, biam.zsl.weighted_map) == pytest.approx(
@@ -181,7 +190,7 @@ def test_open_images_evaluate_biam_follows_biams_blocks() -> None:
 def test_open_images_biam_drops_labels_and_names_follow(tmp_path: Path) -> None:
     scores, targets = sparse_case()
     targets[:, 4] = 0  # car annotated nowhere: dropped from BiAM's GZSL mAP
-    biam = open_images_evaluate(scores, targets, LABELS)["biam"]
+    biam = evaluate_open_images(scores, targets, LABELS)["biam"]
     assert biam.gzsl.label_names == ("cat", "sky", "dog", "sea")
     assert len(biam.gzsl.ap) == 4
     paths = biam.write_per_label_csv(tmp_path)
@@ -193,7 +202,7 @@ def test_open_images_biam_drops_labels_and_names_follow(tmp_path: Path) -> None:
 def test_open_images_biam_without_unseen_positive_gives_nan() -> None:
     scores, targets = sparse_case()
     targets[:, UNSEEN] = np.minimum(targets[:, UNSEEN], 0)
-    zsl = open_images_evaluate(scores, targets, LABELS, ks=(1,))["biam"].zsl
+    zsl = evaluate_open_images(scores, targets, LABELS, ks=(1,))["biam"].zsl
     assert zsl.n_images == 0 and zsl.mean_ap == 0.0
     assert zsl.weighted_map is not None and math.isnan(zsl.weighted_map)
     assert all(math.isnan(v) for v in zsl.at_k[1])
@@ -201,7 +210,39 @@ def test_open_images_biam_without_unseen_positive_gives_nan() -> None:
 
 def test_eval_result_is_a_plain_dataclass() -> None:
     scores, targets = tiny_case()
-    result = evaluate(scores, targets, LABELS)
+    result = evaluate_default(scores, targets, LABELS)
     assert isinstance(result, EvalResult)
     with pytest.raises(AttributeError):
-        result.variant = "x"  # type: ignore[misc]
+        result.convention = "x"  # type: ignore[misc]
+
+
+def test_package_evaluate_is_the_convention_aware_one() -> None:
+    assert mlzsl.evaluate is evaluate
+
+
+def test_evaluate_on_open_images_applies_both_conventions() -> None:
+    scores, targets = sparse_case()
+    results = mlzsl.evaluate(scores, targets, LABELS, evaluation="open_images")
+    assert isinstance(results, Results)
+    assert list(results.by_convention) == ["lesa", "biam"]
+    assert results.primary_convention == "biam" and results.ks == K_VALUES["open_images"]
+    oracle = evaluate_open_images(scores, targets, LABELS)
+    assert results.to_dict() == {
+        **{k: r.to_dict() for k, r in oracle.items()},
+        "selected_by": "biam",
+    }
+
+
+def test_evaluate_by_default_is_the_default_convention() -> None:
+    scores, targets = tiny_case()
+    results = evaluate(scores, targets, LABELS)
+    assert list(results.by_convention) == ["default"] and results.ks == K_VALUES["nus_wide"]
+    assert results.primary.convention is None
+    assert results.to_dict() == evaluate_default(scores, targets, LABELS).to_dict()
+    assert evaluate(scores, targets, LABELS, ks=(1,)).ks == (1,)
+
+
+def test_evaluate_refuses_an_unknown_evaluation_kind() -> None:
+    scores, targets = tiny_case()
+    with pytest.raises(ConfigError, match="evaluation must be one of default, open_images"):
+        evaluate(scores, targets, LABELS, evaluation="scenes")  # type: ignore[arg-type]

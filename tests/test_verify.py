@@ -1,4 +1,5 @@
-"""``mlzsl verify-data``: each fault found and named, outputs written whole, the variant line."""
+"""``mlzsl data verify``: each fault found and named, outputs written whole, the test-set line;
+the old spelling ``mlzsl verify-data`` still works after a one-line notice."""
 
 from __future__ import annotations
 
@@ -187,7 +188,7 @@ def test_threads_and_one_thread_agree(faulty: Path) -> None:
         (None, "test set: 1 usable images (no dataset.json"),
     ],
 )
-def test_variant_line_counts_usable_test_images(
+def test_test_set_line_counts_usable_test_images(
     faulty: Path, official: int | None, expected: str
 ) -> None:
     if official is not None:
@@ -235,7 +236,7 @@ def test_bad_arguments_and_folders(tmp_path: Path) -> None:
         read_exclusions(tmp_path)
 
 
-def test_cli_prints_counts_faults_and_variant(faulty: Path, capsys) -> None:
+def test_cli_prints_counts_faults_and_test_set_line(faulty: Path, capsys) -> None:
     from mlzsl.cli import main
 
     write_dataset_info(faulty, DatasetInfo("NUS-WIDE", official_test_images=107_859))

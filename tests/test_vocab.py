@@ -73,8 +73,8 @@ def test_dataset_description_round_trips_and_names_the_variant(tmp_path: Path) -
     write_dataset_info(tmp_path, info)
     assert read_dataset_info(tmp_path) == info
     assert store_dataset_info({"dataset": json.dumps(info.to_dict())}) == info
-    assert info.variant(107859) == "NUS-WIDE test set: official, all 107,859 images"
-    assert "available subset, 95,000 of the 107,859" in info.variant(95000)
+    assert info.test_set_line(107859) == "NUS-WIDE test set: official, all 107,859 images"
+    assert "available subset, 95,000 of the 107,859" in info.test_set_line(95000)
     assert read_dataset_info(tmp_path / "none") is None
     (tmp_path / "dataset.json").write_text("[1]")
     with pytest.raises(DataError, match="expected a JSON object"):

@@ -92,7 +92,7 @@ class StoreRecord:
     train_images: int
     test_images: int
     test_set: str | None
-    """The line naming the store's test-set variant (:meth:`FeatureStore.test_variant`)."""
+    """The line naming the store's test-set variant (:meth:`FeatureStore.test_set_line`)."""
 
 
 @dataclass

@@ -50,7 +50,7 @@ from mlzsl.checkpoint import (
 from mlzsl.config import TrainConfig, save_config
 from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
-from mlzsl.evaluation import evaluate_model, label_vectors, store_evaluation
+from mlzsl.evaluation import evaluate_model, label_vectors
 from mlzsl.losses import get_loss, model_extra_loss
 from mlzsl.models import (
     create_model,
@@ -296,7 +296,7 @@ class Trainer:
                 f"batch_size {config.batch_size} must divide evenly over {self.info.world} ranks"
             )
         self.store = FeatureStore(store_path)
-        self.ks = resolve_ks(config.ks, store_evaluation(self.store))
+        self.ks = resolve_ks(config.ks, self.store.evaluation)
         header = self.store.header
         self.vectors = label_vectors(config.embedder, header.label_set)  # [L, E]
         self.seen = torch.from_numpy(header.label_set.seen_idx)
@@ -355,7 +355,7 @@ class Trainer:
                 dataset=header.dataset.name if header.dataset else None,
                 train_images=len(self.train_rows),
                 test_images=len(self.store.indices("test")),
-                test_set=self.store.test_variant(),
+                test_set=self.store.test_set_line(),
             ),
             config=self.config.to_dict(),
             epoch=self.state.epoch,

@@ -28,14 +28,14 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from mlzsl.checkpoint import load_checkpoint
-from mlzsl.datasets.dataset_info import read_dataset_info
+from mlzsl.datasets.dataset_info import EvaluationKind, read_dataset_info
 from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.distributed import SINGLE_PROCESS, DistInfo, unwrap
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
 from mlzsl.progress import progress
-from mlzsl.protocol import Results, evaluate_benchmark, resolve_ks
+from mlzsl.protocol import Results, evaluate, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
 from mlzsl.tags import ImageScorer, score_files
 
@@ -46,7 +46,6 @@ __all__ = [
     "evaluate_model",
     "label_vectors",
     "predict_scores",
-    "store_evaluation",
 ]
 
 
@@ -104,12 +103,6 @@ def predict_scores(
     return out
 
 
-def store_evaluation(store: FeatureStore) -> str:
-    """How ``store`` is evaluated: ``"open_images"`` or ``"default"`` (its dataset.json)."""
-    info = store.header.dataset
-    return "default" if info is None else info.evaluation
-
-
 def evaluate_model(
     model: nn.Module,
     store: FeatureStore,
@@ -128,9 +121,7 @@ def evaluate_model(
     if len(rows) == 0:
         raise DataError(f"{store.path}: no {split} images to evaluate")
     scores = predict_scores(model, store, rows, vectors, info=info, show_progress=show_progress)
-    return evaluate_benchmark(
-        scores, store.labels(rows), store.label_set, ks=ks, evaluation=store_evaluation(store)
-    )
+    return evaluate(scores, store.labels(rows), store.label_set, ks=ks, evaluation=store.evaluation)
 
 
 def evaluate_checkpoint(
@@ -162,7 +153,7 @@ def evaluate_checkpoint(
             f"{checkpoint}: the model expects {ckpt.embed_dim}-d label vectors, embedder "
             f"{spec!r} gives {vectors.shape[1]}-d"
         )
-    ks = resolve_ks(ckpt.ks, store_evaluation(store))
+    ks = resolve_ks(ckpt.ks, store.evaluation)
     return ckpt.model, evaluate_model(ckpt.build_model(), store, vectors, ks=ks, split=split)
 
 
@@ -202,7 +193,7 @@ def evaluate_folder(
     started = time.perf_counter()
     dataset = read_user_dataset(data_dir)
     info = read_dataset_info(dataset.root)
-    evaluation = "default" if info is None else info.evaluation
+    evaluation: EvaluationKind = "default" if info is None else info.evaluation
     rows = dataset.indices(split)
     if len(rows) == 0:
         raise DataError(f"{dataset.root}: no {split} images to evaluate")
@@ -218,7 +209,7 @@ def evaluate_folder(
         scores.append(part)
     if not kept:
         raise DataError(f"{dataset.root}: none of the {len(rows)} {split} images decodes")
-    results = evaluate_benchmark(
+    results = evaluate(
         np.concatenate(scores),
         dataset.targets[np.asarray(kept)],
         dataset.label_set,

@@ -9,15 +9,17 @@ Shapes: N test images, L labels of a :class:`~mlzsl.labels.LabelSet` (seen and u
 - **GZSL** ranks seen and unseen labels together in one ranking (all L columns), with no
   calibration of seen against unseen scores; mAP is over all L labels.
 
-:func:`evaluate` is the NUS-WIDE convention of LESA/BiAM/(ML)²P (every test image, per-label AP
-over the annotated images, labels without positives count as 0). :func:`open_images_evaluate`
-reports Open Images under both conventions of the literature, named ``"lesa"`` and ``"biam"``
-(see :func:`mlzsl.metrics.open_images_ap_per_label`). Results are fractions inside; they become
-percentages only in :meth:`EvalResult.to_dict` and :meth:`EvalResult.table`.
+:func:`evaluate` (also ``mlzsl.evaluate``) applies the conventions a benchmark reports (its
+:data:`~mlzsl.datasets.dataset_info.EvaluationKind`) and returns one :class:`Results`: every
+convention's :class:`EvalResult` and the *primary* one, which selects checkpoints (BiAM's on Open
+Images, the regime of (ML)²P's published Open Images figures).
 
-:func:`evaluate_benchmark` picks the conventions a benchmark reports and returns one
-:class:`Results`: every convention's :class:`EvalResult` and the *primary* one, which selects
-checkpoints (BiAM's on Open Images, the regime of (ML)²P's published Open Images figures).
+It is built from one function per kind. :func:`evaluate_default` is the default convention, the
+NUS-WIDE one of LESA/BiAM/(ML)²P (every test image, per-label AP over the annotated images,
+labels without positives count as 0). :func:`evaluate_open_images` reports Open Images under both
+conventions of the literature, named ``"lesa"`` and ``"biam"`` (see
+:func:`mlzsl.metrics.open_images_ap_per_label`). Results are fractions inside; they become
+percentages only in :meth:`EvalResult.to_dict` and :meth:`EvalResult.table`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlzsl import metrics
+from mlzsl.datasets.dataset_info import EVALUATION_KINDS, EvaluationKind
 from mlzsl.errors import ConfigError, DataError, LabelError
 from mlzsl.labels import LabelSet
 
@@ -40,17 +43,13 @@ SCORES_FLOAT16_ABOVE = 20_000_000  # scores.npz keeps float32 up to this many va
 K_VALUES: dict[str, tuple[int, ...]] = {
     "nus_wide": (3, 5),
     "open_images": (10, 20),
-    "scenes": (3, 5),
 }
 """The K of P/R/F1@K that each dataset reports (NUS-WIDE 3, 5; Open Images 10, 20)."""
 
 SPLITS = ("zsl", "gzsl")
 
-EVALUATIONS = ("default", "open_images")
-"""How a store is evaluated (its dataset.json ``evaluation``)."""
-
-PRIMARY_CONVENTION = {"default": "default", "open_images": "biam"}
-"""Per evaluation: the convention that selects checkpoints and fills ``Results.primary``."""
+PRIMARY_CONVENTION: dict[EvaluationKind, str] = {"default": "default", "open_images": "biam"}
+"""Per evaluation kind: the convention that selects checkpoints and fills ``Results.primary``."""
 
 CONVENTION_TITLES = {"default": "default", "lesa": "LESA convention", "biam": "BiAM convention"}
 
@@ -111,14 +110,14 @@ class EvalResult:
         zsl: the unseen labels ranked alone.
         gzsl: seen and unseen labels ranked together.
         ks: the K of P/R/F1@K, ascending.
-        variant: ``None`` for :func:`evaluate`; the Open Images convention ("lesa" or "biam")
-            for :func:`open_images_evaluate`.
+        convention: ``None`` for the default convention (:func:`evaluate_default`); the Open
+            Images convention ("lesa" or "biam") for :func:`evaluate_open_images`.
     """
 
     zsl: SplitResult
     gzsl: SplitResult
     ks: tuple[int, ...]
-    variant: str | None = None
+    convention: str | None = None
 
     def to_dict(self, percent: bool = True) -> dict[str, dict[str, float]]:
         """``{"zsl": {"mAP": ..., "P@3": ..., "R@3": ..., "F1@3": ..., ...}, "gzsl": {...}}``.
@@ -133,8 +132,8 @@ class EvalResult:
         rows = self.to_dict(percent=True)
         columns = list(rows["zsl"])
         title = "results in %"
-        if self.variant:
-            title += f", Open Images convention '{self.variant}'"
+        if self.convention:
+            title += f", Open Images convention '{self.convention}'"
         header = f"{'split':<6}{'images':>8}{'labels':>8}" + "".join(f"{c:>8}" for c in columns)
         lines = [title, header]
         for split in SPLITS:
@@ -144,7 +143,7 @@ class EvalResult:
         return "\n".join(lines)
 
     def write_per_label_csv(self, directory: str | Path) -> list[Path]:
-        """Write ``per_label[_<variant>]_{zsl,gzsl}.csv`` (columns ``label,ap,n_positive``).
+        """Write ``per_label[_<convention>]_{zsl,gzsl}.csv`` (columns ``label,ap,n_positive``).
 
         Args:
             directory: created if missing.
@@ -154,7 +153,7 @@ class EvalResult:
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        stem = f"per_label_{self.variant}" if self.variant else "per_label"
+        stem = f"per_label_{self.convention}" if self.convention else "per_label"
         paths = [directory / f"{stem}_{split}.csv" for split in SPLITS]
         for split, path in zip(SPLITS, paths, strict=True):
             getattr(self, split).write_csv(path)
@@ -174,7 +173,7 @@ class Results:
     by_convention: Mapping[str, EvalResult]
     primary_convention: str
     scores: np.ndarray | None = field(default=None, repr=False)
-    """The [N, L] scores evaluated (kept by :func:`evaluate_benchmark`; ``None`` otherwise)."""
+    """The [N, L] scores evaluated (kept by :func:`evaluate`; ``None`` otherwise)."""
     targets: np.ndarray | None = field(default=None, repr=False)
     """The [N, L] targets in {+1, −1, 0} that go with :attr:`scores`."""
     label_set: LabelSet | None = field(default=None, repr=False)
@@ -255,7 +254,7 @@ class Results:
         return path
 
 
-def resolve_ks(ks: Sequence[int] | None, evaluation: str) -> tuple[int, ...]:
+def resolve_ks(ks: Sequence[int] | None, evaluation: EvaluationKind) -> tuple[int, ...]:
     """The K values to report: ``ks`` as given, or the benchmark's when ``None``.
 
     ``None`` (a config's default) is (10, 20) on an Open Images store, (3, 5) on any other.
@@ -265,25 +264,40 @@ def resolve_ks(ks: Sequence[int] | None, evaluation: str) -> tuple[int, ...]:
     return tuple(int(k) for k in ks)
 
 
-def evaluate_benchmark(
+def evaluate(
     scores: npt.ArrayLike,
     targets: npt.ArrayLike,
     label_set: LabelSet,
     *,
     ks: Sequence[int] | None = None,
-    evaluation: str = "default",
+    evaluation: EvaluationKind = "default",
 ) -> Results:
-    """Every convention ``evaluation`` reports (see :data:`EVALUATIONS`), as one :class:`Results`.
+    """Every convention that ``evaluation`` reports, as one :class:`Results`.
 
-    ``ks`` goes through :func:`resolve_ks`.
+    ``"default"`` (NUS-WIDE, user data) reports :func:`evaluate_default` alone; ``"open_images"``
+    reports both conventions of :func:`evaluate_open_images`, BiAM's primary. A store's kind is
+    its dataset.json ``evaluation`` (:attr:`mlzsl.datasets.dataset_info.DatasetInfo.evaluation`).
+
+    Args:
+        scores: [N, L] finite scores, columns in ``label_set`` order.
+        targets: [N, L] in {+1, −1, 0} (0 = not annotated).
+        label_set: the L labels; its unseen ones form the ZSL split.
+        ks: the K of P/R/F1@K; ``None`` is the benchmark's (:func:`resolve_ks`).
+        evaluation: one of :data:`~mlzsl.datasets.dataset_info.EVALUATION_KINDS`.
+
+    Raises:
+        ConfigError: ``evaluation`` is not a known kind; a K is not an integer ≥ 1.
+        DataError, LabelError: as :func:`evaluate_default`.
     """
-    if evaluation not in EVALUATIONS:
-        raise ConfigError(f"evaluation must be one of {', '.join(EVALUATIONS)}, got {evaluation!r}")
+    if evaluation not in EVALUATION_KINDS:
+        raise ConfigError(
+            f"evaluation must be one of {', '.join(EVALUATION_KINDS)}, got {evaluation!r}"
+        )
     chosen = resolve_ks(ks, evaluation)
     if evaluation == "open_images":
-        by_convention = open_images_evaluate(scores, targets, label_set, ks=chosen)
+        by_convention = evaluate_open_images(scores, targets, label_set, ks=chosen)
     else:
-        by_convention = {"default": evaluate(scores, targets, label_set, ks=chosen)}
+        by_convention = {"default": evaluate_default(scores, targets, label_set, ks=chosen)}
     return Results(
         by_convention,
         PRIMARY_CONVENTION[evaluation],
@@ -293,14 +307,15 @@ def evaluate_benchmark(
     )
 
 
-def evaluate(
+def evaluate_default(
     scores: npt.ArrayLike,
     targets: npt.ArrayLike,
     label_set: LabelSet,
     *,
     ks: Sequence[int] = K_VALUES["nus_wide"],
 ) -> EvalResult:
-    """ZSL and GZSL mAP and P/R/F1@K under the NUS-WIDE convention (LESA, BiAM, (ML)²P).
+    """ZSL and GZSL mAP and P/R/F1@K under the default convention, NUS-WIDE's (LESA, BiAM,
+    (ML)²P). Not the Open Images conventions: :func:`evaluate` picks by benchmark.
 
     Args:
         scores: [N, L] finite scores, columns in ``label_set`` order.
@@ -309,7 +324,7 @@ def evaluate(
         ks: the K of P/R/F1@K (see :data:`K_VALUES`).
 
     Returns:
-        :class:`EvalResult` with ``variant=None``.
+        :class:`EvalResult` with ``convention=None``.
 
     Raises:
         DataError: shapes do not match each other or the label set; bad values.
@@ -325,7 +340,7 @@ def evaluate(
     )
 
 
-def open_images_evaluate(
+def evaluate_open_images(
     scores: npt.ArrayLike,
     targets: npt.ArrayLike,
     label_set: LabelSet,
@@ -334,7 +349,7 @@ def open_images_evaluate(
 ) -> dict[str, EvalResult]:
     """ZSL and GZSL results under both Open Images conventions, keyed ``"lesa"`` and ``"biam"``.
 
-    - ``"lesa"``: as :func:`evaluate` (all images, all labels), plus the weighted mAP.
+    - ``"lesa"``: as :func:`evaluate_default` (all images, all labels), plus the weighted mAP.
     - ``"biam"``: as BiAM's ``evaluate_openimages.py``: each split keeps only the images with a
       positive among its labels, for AP and for P/R/F1@K alike; the ZSL mAP keeps every unseen
       label (one annotated nowhere scores 0), the GZSL mAP drops labels annotated on no kept
@@ -348,7 +363,7 @@ def open_images_evaluate(
         ks: the K of P/R/F1@K.
 
     Returns:
-        ``{"lesa": EvalResult, "biam": EvalResult}``, each with ``variant`` set to its key and
+        ``{"lesa": EvalResult, "biam": EvalResult}``, each with ``convention`` set to its key and
         ``weighted_map`` filled in.
     """
     s, y, ks = _check_inputs(scores, targets, label_set, ks)
@@ -358,7 +373,7 @@ def open_images_evaluate(
     for convention in metrics.OPEN_IMAGES_CONVENTIONS:
         zsl = _open_images_split(s[:, unseen], y[:, unseen], zsl_names, ks, convention, False)
         gzsl = _open_images_split(s, y, all_names, ks, convention, convention == "biam")
-        results[convention] = EvalResult(zsl=zsl, gzsl=gzsl, ks=ks, variant=convention)
+        results[convention] = EvalResult(zsl=zsl, gzsl=gzsl, ks=ks, convention=convention)
     return results
 
 

@@ -148,5 +148,5 @@ def store_summary(out: Path) -> str:
         f"{out}: {len(store):,} images ({n_train:,} train, {n_test:,} test), features "
         f"{c}×{h}×{w}, {len(labels.seen_idx):,} seen + {len(labels.unseen_idx):,} unseen labels"
     )
-    variant = store.test_variant() if n_test else None
-    return f"{line}; {variant}" if variant else line
+    test_set = store.test_set_line() if n_test else None
+    return f"{line}; {test_set}" if test_set else line

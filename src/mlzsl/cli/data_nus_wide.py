@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if summary.missing:
         print(
             f"listed images with no file: {len(summary.missing):,} "
-            "(kept; verify-data excludes them), e.g.:"
+            "(kept; mlzsl data verify excludes them), e.g.:"
         )
         for image in summary.missing[:_LISTED]:
             print(f"  {image}")
-    print(f"next: mlzsl verify-data {summary.out}  (finds missing, placeholder and broken files)")
+    print(f"next: mlzsl data verify {summary.out}  (finds missing, placeholder and broken files)")
     return 0

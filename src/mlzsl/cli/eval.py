@@ -67,18 +67,18 @@ def run(args: argparse.Namespace) -> int:
     if args.store is not None:
         if spec is None:
             raise ConfigError("--store needs --checkpoint (the model trained on such features)")
-        name, results, variant, extra = _on_store(args, spec)
+        name, results, test_set, extra = _on_store(args, spec)
     else:
-        name, results, variant, extra = _on_folder(args, spec)
+        name, results, test_set, extra = _on_folder(args, spec)
     if args.per_label is not None:  # per_label[_<convention>]_{zsl,gzsl}.csv
         results.write_per_label_csv(args.per_label)
         results.write_scores(args.per_label)  # scores.npz, for mlzsl report
     if args.json:
-        print_json({**results.to_dict(), "test_set": variant, **extra})
+        print_json({**results.to_dict(), "test_set": test_set, **extra})
         return 0
     print(results_text(name, results))
-    if variant:
-        print(variant)
+    if test_set:
+        print(test_set)
     for image, why in extra.get("skipped", []):
         print(f"skipped {image}: {why}")
     if "images" in extra:
@@ -100,7 +100,7 @@ def _on_store(args: argparse.Namespace, spec: str) -> Outcome:
     name, results = evaluate_checkpoint(
         resolve_checkpoint(spec), args.store, embedder=args.embedder, split=args.split
     )
-    return name, results, FeatureStore(args.store).test_variant(), {}
+    return name, results, FeatureStore(args.store).test_set_line(), {}
 
 
 def _on_folder(args: argparse.Namespace, spec: str | None) -> Outcome:
@@ -119,5 +119,5 @@ def _on_folder(args: argparse.Namespace, spec: str | None) -> Outcome:
     )
     info = read_dataset_info(args.data)
     extra = {"images": done.n_images, "skipped": done.skipped, "seconds": done.seconds}
-    name = spec or "photo"
-    return name, done.results, info.variant(done.n_images) if info is not None else None, extra
+    test_set = info.test_set_line(done.n_images) if info is not None else None
+    return spec or "photo", done.results, test_set, extra

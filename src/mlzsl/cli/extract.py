@@ -2,7 +2,7 @@
 
 Big datasets: ``--shard I/N`` on N machines (or processes) sharing one filesystem, each computing
 every N-th block; or ``torchrun --nproc_per_node K -m mlzsl extract ...`` on one machine, one rank
-per GPU. Images listed in ``DIR/excluded.tsv`` (from ``mlzsl verify-data``) are skipped.
+per GPU. Images listed in ``DIR/excluded.tsv`` (from ``mlzsl data verify``) are skipped.
 """
 
 from __future__ import annotations

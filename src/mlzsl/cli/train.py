@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     results = result.results
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports
-    variant = FeatureStore(args.store).test_variant()
+    test_set = FeatureStore(args.store).test_set_line()
     if args.json:
         print_json(
             {
@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
                 "best_epoch": result.best_epoch,
                 "seconds": result.seconds,
                 "out": str(result.out_dir),
-                "test_set": variant,
+                "test_set": test_set,
             }
         )
     else:
         print(results_text(config.model, results))
-        if variant:
-            print(variant)
+        if test_set:
+            print(test_set)
         several = len(results.by_convention) > 1
         selected = f" (selected on {results.primary_convention!r})" if several else ""
         print(f"best epoch {result.best_epoch}{selected}; run folder {result.out_dir}")

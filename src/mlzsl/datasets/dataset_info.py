@@ -13,12 +13,17 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from mlzsl.errors import DataError
 
 DATASET_FILE = "dataset.json"
-EVALUATIONS = ("default", "open_images")
+
+EvaluationKind = Literal["default", "open_images"]
+"""How a benchmark is evaluated (dataset.json ``evaluation``): ``"default"`` is the NUS-WIDE
+convention (also user data), ``"open_images"`` both Open Images conventions (LESA's, BiAM's)."""
+
+EVALUATION_KINDS: tuple[EvaluationKind, ...] = get_args(EvaluationKind)
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,13 @@ class DatasetInfo:
 
     name: str
     official_test_images: int | None = None
-    evaluation: str = "default"
+    evaluation: EvaluationKind = "default"
     source: str = ""
 
     def __post_init__(self) -> None:
-        if self.evaluation not in EVALUATIONS:
+        if self.evaluation not in EVALUATION_KINDS:
             raise DataError(
-                f"dataset {self.name!r}: evaluation must be one of {', '.join(EVALUATIONS)}, "
+                f"dataset {self.name!r}: evaluation must be one of {', '.join(EVALUATION_KINDS)}, "
                 f"got {self.evaluation!r}"
             )
 
@@ -62,13 +67,14 @@ class DatasetInfo:
                     if data.get("official_test_images") is None
                     else int(data["official_test_images"])
                 ),
-                evaluation=str(data.get("evaluation", "default")),
+                # checked by __post_init__
+                evaluation=cast(EvaluationKind, str(data.get("evaluation", "default"))),
                 source=str(data.get("source", "")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f"{where}: malformed dataset description ({e!r})") from None
 
-    def variant(self, n_test: int) -> str:
+    def test_set_line(self, n_test: int) -> str:
         """One line naming the test-set variant of a copy with ``n_test`` test images."""
         if self.official_test_images is None:
             return f"{self.name} test set: {n_test:,} images"

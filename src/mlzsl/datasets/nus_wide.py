@@ -33,7 +33,7 @@ Output, in ``OUT`` (see :mod:`mlzsl.datasets.userdata`)::
     OUT/dataset.json      NUS-WIDE, 107,859 official test images (names the test-set variant)
 
 Rows are written in Imagelist order; images on neither list are left out. Images whose file is
-missing are listed in the summary but kept: ``mlzsl verify-data OUT`` finds them together with
+missing are listed in the summary but kept: ``mlzsl data verify OUT`` finds them together with
 Flickr's "photo unavailable" placeholders and unreadable files, and writes ``excluded.tsv``.
 """
 
@@ -75,7 +75,7 @@ CONCEPTS = (
 LABELS_DIRS = ("Groundtruth/AllLabels", "AllLabels")
 IMAGE_DIRS = ("Flickr", "images")
 
-# files derived from labels.csv by `mlzsl verify-data`; stale once labels.csv is rewritten
+# files derived from labels.csv by `mlzsl data verify`; stale once labels.csv is rewritten
 _DERIVED_FILES = (MANIFEST_FILE, EXCLUDED_FILE, SUMMARY_FILE)
 
 
@@ -482,6 +482,6 @@ def find_missing(out: Path, keys: list[str], show_progress: bool = True) -> list
 
 
 def _clear_derived(out: Path) -> None:
-    """Remove verify-data outputs of an earlier ``labels.csv``: they describe other rows."""
+    """Remove the ``mlzsl data verify`` outputs of an earlier ``labels.csv`` (other rows)."""
     for name in (*_DERIVED_FILES, LABELS_FILE):
         (out / name).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Check every image of a data folder before extraction (``mlzsl verify-data DIR``).
+"""Check every image of a data folder before extraction (``mlzsl data verify DIR``).
 
 Crawled benchmarks such as NUS-WIDE are full of files that are not the photo they claim to be.
 Each image listed in ``labels.csv`` gets one status, the first that applies:
@@ -19,7 +19,7 @@ Outputs, each written under a temporary name and renamed into place:
 - ``DIR/excluded.tsv``: header ``image<TAB>reason``, one line per image whose status is not
   ``ok``; ``mlzsl extract`` leaves these images out;
 - ``DIR/verify.json`` (last): counts per split and status, and the test-set variant line
-  (:meth:`mlzsl.datasets.dataset_info.DatasetInfo.variant` of the usable test images).
+  (:meth:`mlzsl.datasets.dataset_info.DatasetInfo.test_set_line` of the usable test images).
 
 Files are hashed in 1 MiB chunks by a pool of threads (hashing and PIL decoding release the GIL).
 """
@@ -284,7 +284,7 @@ def _summarise(
         root=root,
         counts=counts,
         n_good_test=n_good_test,
-        test_set=variant_line(root, n_good_test),
+        test_set=test_set_line(root, n_good_test),
         placeholders=placeholders,
         min_bytes=min_bytes,
         placeholder_min=placeholder_min,
@@ -292,12 +292,12 @@ def _summarise(
     )
 
 
-def variant_line(root: Path, n_good_test: int) -> str:
-    """The variant line from ``root/dataset.json``, or a plain count for a user folder."""
+def test_set_line(root: Path, n_good_test: int) -> str:
+    """The test-set line from ``root/dataset.json``, or a plain count for a user folder."""
     info = read_dataset_info(root)
     if info is None:
         return f"test set: {n_good_test:,} usable images (no {DATASET_FILE}: not a known benchmark)"
-    return info.variant(n_good_test)
+    return info.test_set_line(n_good_test)
 
 
 def write_outputs(root: Path, statuses: list[ImageStatus], summary: VerifySummary) -> None:
@@ -334,7 +334,7 @@ def _replace(path: Path, write: Callable[[Any], object]) -> None:
 
 
 def read_exclusions(data_dir: str | Path) -> dict[str, str]:
-    """The images ``mlzsl verify-data`` excluded: ``{image: reason}`` from ``DIR/excluded.tsv``.
+    """The images ``mlzsl data verify`` excluded: ``{image: reason}`` from ``DIR/excluded.tsv``.
 
     The file has the header line ``image<TAB>reason`` (further header columns are ignored), then
     one line per image: its path as written in ``labels.csv``, a tab, the reason. Blank lines are

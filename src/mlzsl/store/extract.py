@@ -24,9 +24,9 @@ The lock: assembling, and (re)initialising the parts folder, happen only under `
 assemblers could not corrupt anything anyway: each writes its own temporary file, and the rename
 into place is atomic.
 
-Exclusions: images listed in the data folder's ``excluded.tsv`` (written by ``mlzsl verify-data``)
-are not read; they go to the skip report with the reason prefixed "excluded by verify-data: ", and
-the list is part of the fingerprint, so changing it starts a new job.
+Exclusions: images listed in the data folder's ``excluded.tsv`` (written by ``mlzsl data verify``)
+are not read; they go to the skip report with the reason prefixed "excluded by mlzsl data verify: ",
+and the list is part of the fingerprint, so changing it starts a new job.
 
 Unreadable images (missing, zero-byte, truncated, corrupt, not an image) are skipped, listed with
 the reason in ``STORE.h5.skipped.tsv`` and counted; they never stop the job.
@@ -78,7 +78,7 @@ from mlzsl.store.parts import (
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-EXCLUDED_PREFIX = "excluded by verify-data: "
+EXCLUDED_PREFIX = "excluded by mlzsl data verify: "
 # ranks may reach the barrier hours apart (one rank's blocks were done by an earlier run), so the
 # default 30-minute collective timeout would kill a healthy job
 _BARRIER_TIMEOUT = timedelta(days=7)

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlzsl import __version__
-from mlzsl.datasets.dataset_info import DatasetInfo, store_dataset_info
+from mlzsl.datasets.dataset_info import DatasetInfo, EvaluationKind, store_dataset_info
 from mlzsl.errors import DataError
 from mlzsl.labels import LabelSet
 from mlzsl.store.sparse_labels import (
@@ -144,10 +144,17 @@ class FeatureStore:
             raise DataError(f"{self.path}: unknown split {split!r} (expected train or test)")
         return np.flatnonzero(self.splits == split)
 
-    def test_variant(self) -> str | None:
+    def test_set_line(self) -> str | None:
         """The line naming the test-set variant, for stores of a known benchmark."""
         info = self.header.dataset
-        return None if info is None else info.variant(int(np.sum(self.splits == "test")))
+        return None if info is None else info.test_set_line(int(np.sum(self.splits == "test")))
+
+    @property
+    def evaluation(self) -> EvaluationKind:
+        """How the store is evaluated: its dataset.json ``evaluation`` (``"default"`` without
+        one): :func:`mlzsl.protocol.evaluate` reports that kind's conventions."""
+        info = self.header.dataset
+        return "default" if info is None else info.evaluation
 
     def features(
         self, index: int | Sequence[int] | np.ndarray, *, dtype: npt.DTypeLike = np.float32
