@@ -1,7 +1,7 @@
 """Train a model on a feature store: the Trainer, its checkpoints, resume and torchrun.
 
 The trainer knows nothing about a model beyond ``model(features [B, C, H, W], label_vectors
-[L, E]) -> scores [B, L]`` (and an optional ``extra_loss()``). Training scores the store's *seen*
+[L, E]) -> scores [B, L]`` (and ``extra_loss(targets)``). Training scores the store's *seen*
 labels only; each evaluation (:mod:`mlzsl.evaluation`) scores every label of the store and
 reports ZSL and GZSL under every convention of the store's benchmark
 (:class:`mlzsl.protocol.Results`).
@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -44,8 +44,9 @@ from mlzsl.config import TrainConfig, save_config
 from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.evaluation import evaluate_model, label_vectors, store_evaluation
-from mlzsl.losses import get_loss, model_extra_loss
+from mlzsl.losses import get_loss
 from mlzsl.models import (
+    MLZSLModel,
     create_model,
     list_models,
     model_arguments,
@@ -399,7 +400,7 @@ class Trainer:
             with autocast(self.config, self.info.device):
                 scores = self.ddp(feats, seen_vectors)  # [b, L_seen]
             loss = self.loss_fn(scores.float(), targets)  # the loss in float32 under amp too
-            extra = model_extra_loss(self.model, targets)
+            extra = cast(MLZSLModel, self.model).extra_loss(targets)
             if extra is not None:
                 loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)

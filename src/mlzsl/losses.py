@@ -138,18 +138,3 @@ def get_loss(name: str, **options: Any) -> LossFn:
             f"it accepts: {', '.join(accepted) or 'none'}"
         )
     return functools.partial(loss, **options) if options else loss
-
-
-def model_extra_loss(model: torch.nn.Module, targets: Tensor) -> Tensor | None:
-    """The model's auxiliary loss for the last forward, or ``None``.
-
-    A model may define ``extra_loss()`` (regularisers of its own tensors) or
-    ``extra_loss(targets=...)`` (regularisers that need the batch's targets, as LESA's); the
-    trainer calls it through here so both forms get what they need.
-    """
-    fn = getattr(model, "extra_loss", None)
-    if fn is None:
-        return None
-    if "targets" in inspect.signature(fn).parameters:
-        return fn(targets=targets)
-    return fn()

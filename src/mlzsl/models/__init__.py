@@ -24,8 +24,10 @@ Every model instance carries:
   ``score(embeddings, label_vectors) -> Tensor[B, L]``, with
   ``forward(f, v) == score(forward_embeddings(f), v)``: a tagger embeds images once and scores
   any number of label sets;
-* optionally ``extra_loss() -> Tensor | None``: an auxiliary loss (attention regularisers of
-  LESA, SDL's diversity term) that the trainer adds to the main loss; absent means none.
+* ``extra_loss(targets) -> Tensor | None``: an auxiliary loss of the last training forward
+  (LESA's attention regularisers, SDL's diversity term, CONSE's classifier loss) that the trainer
+  adds to the main loss, given the batch's targets [B, L_seen]; :class:`MLZSLModel`'s returns
+  ``None`` (no auxiliary loss).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from mlzsl.errors import ConfigError
 from mlzsl.models._base import MLZSLModel
 
 __all__ = [
+    "MLZSLModel",
     "count_parameters",
     "create_model",
     "list_models",

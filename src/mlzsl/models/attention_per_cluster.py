@@ -158,8 +158,11 @@ class AttentionPerCluster(MLZSLModel):
         selected = embeddings[:, self.clusters(label_vectors)]  # [B, L, C']
         return (selected * classifiers).sum(dim=2)  # [B, L]
 
-    def extra_loss(self) -> Tensor | None:
-        """``lambda_span`` × LESA's span term of the last training forward, else ``None``."""
+    def extra_loss(self, targets: Tensor) -> Tensor | None:
+        """``lambda_span`` × LESA's span term of the last training forward, else ``None``.
+
+        The targets are not used.
+        """
         if not self.training or self._logits is None or self.lambda_span == 0:
             return None
         return self.lambda_span * span_regularizer(self._logits)

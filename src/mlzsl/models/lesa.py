@@ -38,9 +38,8 @@ Provenance (release: the official code; paper: the CVPR text; ours: fixed by nei
     global term, margin 0, lambda_global = 0.001    release ``_attention_global_regularizer``
     training (ranking loss, RMSProp; configs)       release NUS-WIDE script
 
-The distribution and global terms need the targets y (+1 / −1 / 0): ``extra_loss(targets)``
-computes all three (the trainer passes them through :func:`mlzsl.losses.model_extra_loss`);
-``extra_loss()`` computes the label-free span term only.
+The distribution and global terms need the targets y (+1 / −1 / 0), which the trainer passes:
+``extra_loss(targets)`` computes all three.
 
 Released variables -> ours (:func:`release_key_map`; D = C', TF kernels are HWIO, ours OIHW)::
 
@@ -195,12 +194,11 @@ class LESA(MLZSLModel):
             self._cache["global_scores"] = self._cache["global"] @ classifiers.T  # [B, L]
         return scores
 
-    def extra_loss(self, targets: Tensor | None = None) -> Tensor | None:
+    def extra_loss(self, targets: Tensor) -> Tensor | None:
         """The weighted attention regularisers of the last training forward.
 
         Args:
-            targets: [B, L] in {+1, -1, 0} for the labels of the last forward. Without them only
-                the label-free span term is computed.
+            targets: [B, L] in {+1, -1, 0} for the labels of the last forward.
 
         Returns:
             A scalar, or ``None`` in eval mode, before any training forward, or when every
@@ -212,22 +210,21 @@ class LESA(MLZSLModel):
         terms: list[Tensor] = []
         if self.lambda_span > 0:
             terms.append(self.lambda_span * span_regularizer(cache["logits"]))
-        if targets is not None:
-            if targets.shape != cache["scores"].shape:
-                raise ConfigError(
-                    f"lesa.extra_loss: targets of shape {tuple(targets.shape)} do not match the "
-                    f"last scores {tuple(cache['scores'].shape)}"
-                )
-            targets = targets.to(cache["scores"].device)
-            if self.lambda_dist > 0:
-                terms.append(
-                    self.lambda_dist * distribution_regularizer(cache["attention_scores"], targets)
-                )
-            if self.lambda_global > 0:
-                terms.append(
-                    self.lambda_global
-                    * global_regularizer(cache["scores"], cache["global_scores"], targets)
-                )
+        if targets.shape != cache["scores"].shape:
+            raise ConfigError(
+                f"lesa.extra_loss: targets of shape {tuple(targets.shape)} do not match the "
+                f"last scores {tuple(cache['scores'].shape)}"
+            )
+        targets = targets.to(cache["scores"].device)
+        if self.lambda_dist > 0:
+            terms.append(
+                self.lambda_dist * distribution_regularizer(cache["attention_scores"], targets)
+            )
+        if self.lambda_global > 0:
+            terms.append(
+                self.lambda_global
+                * global_regularizer(cache["scores"], cache["global_scores"], targets)
+            )
         return torch.stack(terms).sum() if terms else None
 
 
