@@ -42,7 +42,7 @@ from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 from mlzsl.models._layers import INITS, SharedAttention, label_classifier, span_regularizer
 
-__all__ = ["AttentionPerCluster", "attention_per_cluster", "spherical_kmeans"]
+__all__ = ["AttentionPerCluster", "spherical_kmeans"]
 
 
 def spherical_kmeans(vectors: Tensor, num_clusters: int, iterations: int) -> Tensor:
@@ -166,6 +166,3 @@ class AttentionPerCluster(MLZSLModel):
         if not self.training or self._logits is None or self.lambda_span == 0:
             return None
         return self.lambda_span * span_regularizer(self._logits)
-
-
-attention_per_cluster = AttentionPerCluster  # the builder

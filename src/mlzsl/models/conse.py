@@ -41,7 +41,7 @@ from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 
-__all__ = ["Conse", "conse"]
+__all__ = ["Conse"]
 
 _COMBINE_OVER = ("seen", "given")
 
@@ -174,6 +174,3 @@ class Conse(MLZSLModel):
             with torch.no_grad():  # in place, so wrappers holding the buffer (DDP) see it
                 self.seen_vectors.resize_(label_vectors.shape).copy_(label_vectors)
         return scores
-
-
-conse = Conse  # the builder

@@ -86,7 +86,6 @@ __all__ = [
     "distribution_regularizer",
     "global_regularizer",
     "he_normal",
-    "lesa",
     "release_key_map",
     "span_regularizer",
 ]
@@ -262,6 +261,3 @@ def release_key_map(variables: Mapping[str, Any]) -> dict[str, Tensor]:
         put(f"attention.{ours}.bias", matrix[-1])
     put("W.weight", names["prediction_frac/W"])
     return out
-
-
-lesa = LESA  # the builder

@@ -72,7 +72,6 @@ __all__ = [
     "ML2PEncoder",
     "MixerBlock",
     "channel_shuffle",
-    "ml2p",
 ]
 
 POSITION_POOLING = ("features", "scores")
@@ -218,6 +217,3 @@ class ML2PEncoder(MLZSLModel):
         """Scores [B, L] from scoring vectors [B, K, E] and label vectors [L, E]."""
         self.check_labels(label_vectors)
         return best_vector_scores(embeddings, label_vectors, normalize=self.normalize_labels)
-
-
-ml2p = ML2PEncoder  # the builder

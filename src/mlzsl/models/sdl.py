@@ -31,7 +31,7 @@ from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 from mlzsl.models._layers import mlp_head
 
-__all__ = ["SDL", "sdl"]
+__all__ = ["SDL"]
 
 
 @register_model("sdl")
@@ -93,6 +93,3 @@ class SDL(MLZSLModel):
             return None
         spread = self._last.var(dim=1).sum(dim=1)  # [B, K, E] -> [B, E] -> [B]
         return self.variance_weight * spread.mean()
-
-
-sdl = SDL  # the builder
