@@ -62,17 +62,10 @@ from mlzsl.models._layers import (
     GroupAttention,
     MixerBlock,
     best_vector_scores,
-    channel_shuffle,
     channel_shuffle_index,
 )
 
-__all__ = [
-    "ChannelCorrelationAttention",
-    "GroupAttention",
-    "ML2PEncoder",
-    "MixerBlock",
-    "channel_shuffle",
-]
+__all__ = ["ML2PEncoder"]
 
 POSITION_POOLING = ("features", "scores")
 
