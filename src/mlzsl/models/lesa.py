@@ -71,21 +71,12 @@ from torch import Tensor
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._base import MLZSLModel
-from mlzsl.models._layers import (
-    INITS,
-    SharedAttention,
-    he_normal,
-    label_classifier,
-    span_regularizer,
-)
+from mlzsl.models._layers import SharedAttentionModel, span_regularizer
 
 __all__ = [
     "LESA",
-    "SharedAttention",
     "distribution_regularizer",
     "global_regularizer",
-    "he_normal",
     "release_key_map",
     "span_regularizer",
 ]
@@ -113,7 +104,7 @@ def global_regularizer(scores: Tensor, global_scores: Tensor, targets: Tensor) -
 
 
 @register_model("lesa")
-class LESA(MLZSLModel):
+class LESA(SharedAttentionModel):
     """LESA: T shared attentions; each label scores them all with W v̂_c and keeps the best.
 
     Args:
@@ -143,38 +134,26 @@ class LESA(MLZSLModel):
         bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
-        self.check_choice("init", init, INITS)
-        self.check_positive(
+        self.build_trunk(
+            in_channels,
+            embed_dim,
+            conv_channels,
+            use_conv,
+            init,
+            bn_eps,
+            bn_momentum,
             num_attentions=num_attentions,
-            conv_channels=in_channels if conv_channels is None else conv_channels,
         )
         self.check_non_negative(
             lambda_span=lambda_span, lambda_dist=lambda_dist, lambda_global=lambda_global
         )
         self.lambda_span, self.lambda_dist = lambda_span, lambda_dist
         self.lambda_global = lambda_global
-        self.attention = SharedAttention(
-            in_channels=in_channels,
-            conv_channels=conv_channels,
-            num_attentions=num_attentions,
-            use_conv=use_conv,
-            init=init,
-            bn_eps=bn_eps,
-            bn_momentum=bn_momentum,
-        )
-        self.W = label_classifier(embed_dim, self.attention.out_channels, init)  # [C', E]
         self._cache: dict[str, Tensor] = {}
-
-    def attention_maps(self, features: Tensor) -> Tensor:
-        """Attention weights [B, T, P] of each image (each map sums to 1 over the P regions)."""
-        self.check_features(features)
-        return self.attention(features)[1].softmax(dim=2)  # [B, T, P]
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """The T attended features of each image: [B, C, H, W] -> [B, T, C']."""
-        self.check_features(features)
-        regions, logits = self.attention(features)  # [B, P, C'], [B, T, P]
-        attended = logits.softmax(dim=2) @ regions  # [B, T, C']
+        attended, regions, logits = self.attend(features)  # [B, T, C'], [B, P, C'], [B, T, P]
         if self.training:  # for extra_loss
             self._cache = {"logits": logits, "global": regions.mean(dim=1)}  # [B,T,P], [B,C']
         else:
