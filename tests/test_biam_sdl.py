@@ -135,7 +135,7 @@ def test_sdl_extra_loss_is_the_weighted_variance_across_vectors() -> None:
     model = _build("sdl", variance_weight=0.5).train()
     features, labels = _inputs()
     model(features, labels)
-    value = model.extra_loss()
+    value = model.extra_loss(torch.ones(features.shape[0], labels.shape[0]))  # targets unused
     assert value is not None and value.ndim == 0 and value > 0
     vectors = model.forward_embeddings(features)
     expected = 0.5 * vectors.var(dim=1).sum(dim=1).mean()
@@ -144,13 +144,14 @@ def test_sdl_extra_loss_is_the_weighted_variance_across_vectors() -> None:
 
 def test_sdl_extra_loss_is_none_in_eval_or_with_zero_weight_or_one_vector() -> None:
     features, labels = _inputs()
+    targets = torch.ones(features.shape[0], labels.shape[0])
     model = _build("sdl").eval()
     model(features, labels)
-    assert model.extra_loss() is None
+    assert model.extra_loss(targets) is None
     for kwargs in ({"variance_weight": 0.0}, {"num_vectors": 1}):
         model = _build("sdl", **kwargs).train()
         model(features, labels)
-        assert model.extra_loss() is None
+        assert model.extra_loss(targets) is None
 
 
 @pytest.mark.parametrize("name", ["biam", "sdl"])
@@ -171,7 +172,7 @@ def test_tiny_overfit_reduces_ranking_loss(name: str) -> None:
     for _ in range(100):
         optimiser.zero_grad()
         loss = ranking_loss(model(features, labels), targets)
-        extra = model.extra_loss() if hasattr(model, "extra_loss") else None
+        extra = model.extra_loss(targets)
         (loss if extra is None else loss + extra).backward()
         optimiser.step()
     after = loss_now()

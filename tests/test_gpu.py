@@ -20,7 +20,7 @@ from mlzsl.cli import main
 from mlzsl.config import load_config
 from mlzsl.engine import autocast, make_optimizer
 from mlzsl.errors import ConfigError
-from mlzsl.losses import model_extra_loss, ranking_loss
+from mlzsl.losses import ranking_loss
 from mlzsl.models import create_model
 
 CUDA = torch.cuda.is_available()
@@ -51,7 +51,7 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def _loss(model: nn.Module, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The trainer's loss: ranking loss on float32 scores plus the model's own term."""
     loss = ranking_loss(scores.float(), targets)
-    extra = model_extra_loss(model, targets)
+    extra = model.extra_loss(targets)
     return loss if extra is None else loss + extra
 
 

@@ -39,7 +39,7 @@ def test_lesa_extra_loss_positive_in_train_mode() -> None:
     model = build("lesa").train()
     features, vectors, targets = data()
     model(features, vectors)
-    span_only = model.extra_loss()
+    span_only = model.lambda_span * span_regularizer(model._cache["logits"])
     full = model.extra_loss(targets)
     assert span_only is not None and full is not None
     assert span_only.ndim == 0 and span_only > 0
@@ -53,7 +53,7 @@ def test_lesa_extra_loss_none_in_eval_or_with_zero_weights() -> None:
     assert model.extra_loss(targets) is None
     off = build("lesa", lambda_span=0.0, lambda_dist=0.0, lambda_global=0.0).train()
     off(features, vectors)
-    assert off.extra_loss() is None and off.extra_loss(targets) is None
+    assert off.extra_loss(targets) is None
 
 
 def test_lesa_extra_loss_rejects_mismatched_targets() -> None:
@@ -74,7 +74,6 @@ def test_lesa_extra_loss_weights_each_term() -> None:
     dist(features, vectors)
     expected = 0.1 * distribution_regularizer(dist._cache["attention_scores"], targets)
     torch.testing.assert_close(dist.extra_loss(targets), expected)
-    assert dist.extra_loss() is None  # needs targets
 
 
 def test_span_regularizer_zero_for_orthogonal_maps_and_grows_with_overlap() -> None:
@@ -101,17 +100,18 @@ def test_global_regularizer_ignores_unannotated_and_satisfied_entries() -> None:
 
 
 def test_attention_per_cluster_extra_loss() -> None:
-    features, vectors, _ = data()
+    features, vectors, targets = data()
     model = build("attention_per_cluster").train()
     model(features, vectors)
-    value = model.extra_loss()
+    value = model.extra_loss(targets)
     assert value is not None and value > 0
+    torch.testing.assert_close(value, 0.01 * span_regularizer(model._logits))  # targets unused
     model.eval()
     model(features, vectors)
-    assert model.extra_loss() is None
+    assert model.extra_loss(targets) is None
     off = build("attention_per_cluster", lambda_span=0.0).train()
     off(features, vectors)
-    assert off.extra_loss() is None
+    assert off.extra_loss(targets) is None
 
 
 # -- attention and shapes
@@ -213,8 +213,7 @@ def test_tiny_overfit_reduces_ranking_loss(name: str) -> None:
     for _ in range(100):
         scores = model(features, vectors)
         loss = ranking_loss(scores, targets)
-        hook = getattr(model, "extra_loss", lambda: None)
-        extra = hook(targets) if name == "lesa" else hook()
+        extra = model.extra_loss(targets)
         if extra is not None:
             loss = loss + extra
         optimizer.zero_grad()

@@ -152,14 +152,9 @@ def test_bce_without_annotations_is_zero_with_a_gradient() -> None:
     assert scores.grad is not None
 
 
-def test_get_loss_binds_options_and_rejects_unknowns() -> None:
+def test_get_loss_looks_up_and_rejects_unknowns() -> None:
     assert set(LOSSES) == {"ranking", "bce"}
     assert get_loss("ranking") is ranking_loss
-    scores, targets = torch.randn(2, 4), torch.tensor([[1, -1, 0, 1], [-1, -1, 1, 0]])
-    torch.testing.assert_close(
-        get_loss("bce", pos_weight=2.0)(scores, targets), weighted_bce_loss(scores, targets, 2.0)
-    )
+    assert get_loss("bce") is weighted_bce_loss
     with pytest.raises(ConfigError, match="ranking"):
         get_loss("nope")
-    with pytest.raises(ConfigError, match="margin"):
-        get_loss("ranking", margin=2.0)

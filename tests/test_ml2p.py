@@ -12,7 +12,8 @@ from mlzsl.engine import peak_lr
 from mlzsl.errors import ConfigError
 from mlzsl.losses import ranking_loss
 from mlzsl.models import count_parameters, create_model
-from mlzsl.models.ml2p import GroupAttention, ML2PEncoder, channel_shuffle
+from mlzsl.models._layers import GroupAttention, channel_shuffle
+from mlzsl.models.ml2p import ML2PEncoder
 
 torch.set_num_threads(1)
 

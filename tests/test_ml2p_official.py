@@ -13,7 +13,7 @@ from torch import nn
 from mlzsl.errors import ConfigError
 from mlzsl.losses import ranking_loss
 from mlzsl.models import count_parameters, create_model, model_arguments
-from mlzsl.models.ml2p_official import ml2p_official, official_key_map
+from mlzsl.models.ml2p_official import ML2POfficial, official_key_map
 
 torch.set_num_threads(1)
 
@@ -188,7 +188,7 @@ def test_builder_is_keyword_only_and_rejects_unknown_keywords() -> None:
     args = model_arguments("ml2p_official")
     assert args["in_channels"] is inspect.Parameter.empty
     assert args["embed_dim"] is inspect.Parameter.empty
-    kinds = {p.kind for p in inspect.signature(ml2p_official).parameters.values()}
+    kinds = {p.kind for p in inspect.signature(ML2POfficial).parameters.values()}
     assert kinds == {inspect.Parameter.KEYWORD_ONLY}
     with pytest.raises(ConfigError, match="no_such_option"):
         small(no_such_option=3)

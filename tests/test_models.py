@@ -13,8 +13,14 @@ import pytest
 import torch
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import model_extra_loss, ranking_loss
-from mlzsl.models import count_parameters, create_model, list_models, model_arguments
+from mlzsl.losses import ranking_loss
+from mlzsl.models import (
+    MLZSLModel,
+    count_parameters,
+    create_model,
+    list_models,
+    model_arguments,
+)
 
 torch.set_num_threads(1)
 
@@ -80,7 +86,7 @@ def test_every_parameter_gets_a_finite_gradient(name: str) -> None:
     targets = torch.tensor([[1, -1, 0, 1, -1], [-1, 1, 1, 0, -1], [1, 1, -1, -1, -1]])
     weights = torch.randn(scores.shape, generator=torch.Generator().manual_seed(2))
     loss = ranking_loss(scores, targets) + (scores * weights).sum()
-    extra = getattr(model, "extra_loss", lambda: None)()
+    extra = model.extra_loss(targets)
     if extra is not None:
         loss = loss + extra
     loss.backward()
@@ -180,21 +186,18 @@ def test_config_rebuilds_an_identical_model(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_extra_loss_hook_is_optional(name: str) -> None:
+def test_extra_loss_is_the_base_contract(name: str) -> None:
     model = build(name)
-    hook = getattr(model, "extra_loss", None)
-    if hook is not None:
-        model(*inputs())
-        value = hook()
-        assert value is None or (value.ndim == 0 and torch.isfinite(value))
-    # what the trainer adds (through model_extra_loss, targets given): nothing without a hook,
-    # else nothing or a finite scalar that trains the model; never anything in eval mode
+    assert isinstance(model, MLZSLModel)
+    # one signature, the base class's: extra_loss(targets)
+    signature = inspect.signature(type(model).extra_loss)
+    assert signature == inspect.signature(MLZSLModel.extra_loss), f"{name}: {signature}"
+    # what the trainer adds after a training forward: nothing (the base's None) or a finite
+    # scalar that trains the model; never anything in eval mode
     targets = torch.tensor([[1, -1, 0, 1, -1], [-1, 1, 1, 0, -1], [1, 1, -1, -1, -1]])
     model.train()(*inputs())
-    added = model_extra_loss(model, targets)
-    if hook is None:
-        assert added is None, f"{name} has no extra_loss, yet the trainer adds {added}"
-    elif added is not None:
+    added = model.extra_loss(targets)
+    if added is not None:
         assert added.ndim == 0 and torch.isfinite(added) and added.requires_grad
     model.eval()(*inputs())
-    assert model_extra_loss(model, targets) is None
+    assert model.extra_loss(targets) is None

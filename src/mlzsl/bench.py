@@ -33,7 +33,7 @@ from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
 from mlzsl.engine import fit
 from mlzsl.errors import ConfigError
-from mlzsl.losses import model_extra_loss, ranking_loss
+from mlzsl.losses import ranking_loss
 from mlzsl.models import (
     count_parameters,
     create_model,
@@ -213,7 +213,7 @@ def speed_one(
 
     def train_step() -> None:
         loss = ranking_loss(model(feats, seen_v), targets)
-        extra = model_extra_loss(model, targets)
+        extra = model.extra_loss(targets)
         if extra is not None:
             loss = loss + extra
         optimizer.zero_grad()

@@ -27,11 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from mlzsl import __version__
 from mlzsl.errors import DataError
-from mlzsl.models import create_model
+from mlzsl.models import MLZSLModel, create_model
 
 __all__ = [
     "FORMAT",
@@ -150,7 +149,7 @@ class Checkpoint:
         """The K values of P/R/F1@K the training config asked for (``None``: the benchmark's)."""
         return (self.config or {}).get("ks")
 
-    def build_model(self) -> nn.Module:
+    def build_model(self) -> MLZSLModel:
         """The model this checkpoint describes, with its weights, in eval mode."""
         args = dict(self.model_args)
         if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file

@@ -1,7 +1,7 @@
 """Train a model on a feature store: the Trainer, its checkpoints, resume and torchrun.
 
 The trainer knows nothing about a model beyond ``model(features [B, C, H, W], label_vectors
-[L, E]) -> scores [B, L]`` (and an optional ``extra_loss()``). Training scores the store's *seen*
+[L, E]) -> scores [B, L]`` (and ``extra_loss(targets)``). Training scores the store's *seen*
 labels only; each evaluation (:mod:`mlzsl.evaluation`) scores every label of the store and
 reports ZSL and GZSL under every convention of the store's benchmark
 (:class:`mlzsl.protocol.Results`).
@@ -51,8 +51,9 @@ from mlzsl.config import TrainConfig, save_config
 from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.evaluation import evaluate_model, label_vectors
-from mlzsl.losses import get_loss, model_extra_loss
+from mlzsl.losses import get_loss
 from mlzsl.models import (
+    MLZSLModel,
     create_model,
     list_models,
     model_arguments,
@@ -114,7 +115,7 @@ class _Waited:
 
 def build_model(
     config: TrainConfig, feature_shape: tuple[int, int, int], embed_dim: int
-) -> nn.Module:
+) -> MLZSLModel:
     """The model of ``config`` for feature maps (C, H, W) and label vectors of ``embed_dim``.
 
     Sizes the store decides (C, E and, for models that need it, P = H·W) are passed here;
@@ -339,7 +340,7 @@ class Trainer:
         backbone = header.backbone
         return Checkpoint(
             model=self.config.model,
-            model_args=dict(self.model.config),  # type: ignore[arg-type]  # sizes included: rebuilds the model
+            model_args=dict(self.model.config),  # sizes included: rebuilds the model
             embedder=self.config.embedder,
             vocabulary=Vocabulary(header.label_set.names, header.label_set.seen),
             backbone=backbone,
@@ -410,7 +411,7 @@ class Trainer:
             with autocast(self.config, self.info.device):
                 scores = self.ddp(feats, seen_vectors)  # [b, L_seen]
             loss = self.loss_fn(scores.float(), targets)  # the loss in float32 under amp too
-            extra = model_extra_loss(self.model, targets)
+            extra = self.model.extra_loss(targets)
             if extra is not None:
                 loss = loss + extra
             self.optimizer.zero_grad(set_to_none=True)

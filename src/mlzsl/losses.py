@@ -1,16 +1,13 @@
 """Training losses on scores [B, L] and targets [B, L] in {+1, -1, 0} (0 = not annotated).
 
-Every loss is a function ``loss(scores, targets, **options) -> scalar Tensor``; :data:`LOSSES`
-names them and :func:`get_loss` looks one up with its options bound. Entries whose target is 0
-never contribute to any loss.
+Every loss is a function ``loss(scores, targets) -> scalar Tensor``; :data:`LOSSES` names them
+and :func:`get_loss` looks one up (``TrainConfig.loss``). Entries whose target is 0 never
+contribute to any loss.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -111,45 +108,18 @@ def weighted_bce_loss(scores: Tensor, targets: Tensor, pos_weight: float | None 
     return per_entry.sum() / annotated.sum().clamp_min(1)
 
 
-LOSSES: dict[str, Callable[..., Tensor]] = {
+LOSSES: dict[str, LossFn] = {
     "ranking": ranking_loss,
     "bce": weighted_bce_loss,
 }
 
 
-def get_loss(name: str, **options: Any) -> LossFn:
-    """The loss ``name`` from :data:`LOSSES`, with its keyword options bound.
-
-    Args:
-        name: ``"ranking"`` or ``"bce"``.
-        **options: keyword options of that loss (e.g. ``pos_weight`` for ``"bce"``).
+def get_loss(name: str) -> LossFn:
+    """The loss ``name`` from :data:`LOSSES`: ``"ranking"`` or ``"bce"`` (``TrainConfig.loss``).
 
     Raises:
-        ConfigError: unknown loss name or option.
+        ConfigError: unknown loss name.
     """
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
-    loss = LOSSES[name]
-    accepted = list(inspect.signature(loss).parameters)[2:]  # after scores, targets
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"loss {name!r} has no option(s) {', '.join(unknown)}; "
-            f"it accepts: {', '.join(accepted) or 'none'}"
-        )
-    return functools.partial(loss, **options) if options else loss
-
-
-def model_extra_loss(model: torch.nn.Module, targets: Tensor) -> Tensor | None:
-    """The model's auxiliary loss for the last forward, or ``None``.
-
-    A model may define ``extra_loss()`` (regularisers of its own tensors) or
-    ``extra_loss(targets=...)`` (regularisers that need the batch's targets, as LESA's); the
-    trainer calls it through here so both forms get what they need.
-    """
-    fn = getattr(model, "extra_loss", None)
-    if fn is None:
-        return None
-    if "targets" in inspect.signature(fn).parameters:
-        return fn(targets=targets)
-    return fn()
+    return LOSSES[name]

@@ -55,7 +55,7 @@ from mlzsl.backbones._weights import read_state_dict, sha256_file
 from mlzsl.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
-from mlzsl.models.imagenet_conse import imagenet_conse
+from mlzsl.models.imagenet_conse import ImagenetConse
 from mlzsl.runtime import cache_home
 
 __all__ = [
@@ -230,7 +230,7 @@ def build_photo_checkpoint(path: str | Path, name: str = DEFAULT_PHOTO_MODEL) ->
             label_texts(classes, recipe.prompt), _class_embedder(recipe.embedder)
         )  # [1000, E]
     args = _model_args(recipe, backbone.spec.channels, embedder.dim)
-    model = imagenet_conse(**args)
+    model = ImagenetConse(**args)
     model.set_classifier(weight, bias, torch.from_numpy(vectors))
     spec = backbone.spec
     ckpt = Checkpoint(

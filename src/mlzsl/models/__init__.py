@@ -24,8 +24,10 @@ Every model instance carries:
   ``score(embeddings, label_vectors) -> Tensor[B, L]``, with
   ``forward(f, v) == score(forward_embeddings(f), v)``: a tagger embeds images once and scores
   any number of label sets;
-* optionally ``extra_loss() -> Tensor | None``: an auxiliary loss (attention regularisers of
-  LESA, SDL's diversity term) that the trainer adds to the main loss; absent means none.
+* ``extra_loss(targets) -> Tensor | None``: an auxiliary loss of the last training forward
+  (LESA's attention regularisers, SDL's diversity term, CONSE's classifier loss) that the trainer
+  adds to the main loss, given the batch's targets [B, L_seen]; :class:`MLZSLModel`'s returns
+  ``None`` (no auxiliary loss).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from mlzsl.errors import ConfigError
 from mlzsl.models._base import MLZSLModel
 
 __all__ = [
+    "MLZSLModel",
     "count_parameters",
     "create_model",
     "list_models",
@@ -53,8 +56,8 @@ __all__ = [
     "register_model",
 ]
 
-_Builder = TypeVar("_Builder", bound=Callable[..., nn.Module])
-_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_Model = TypeVar("_Model", bound=type[MLZSLModel])
+_MODELS: dict[str, type[MLZSLModel]] = {}
 _INPUTS: dict[str, str] = {}
 _READY: set[str] = set()  # registered with trainable=False
 
@@ -64,11 +67,10 @@ INPUTS = ("features", "images")
 
 def register_model(
     name: str, *, inputs: str = "features", trainable: bool = True
-) -> Callable[[_Builder], _Builder]:
-    """Decorator registering a model class (or a builder function) under ``name``.
+) -> Callable[[_Model], _Model]:
+    """Decorator registering a model class, an :class:`MLZSLModel` subclass, under ``name``.
 
-    A registered :class:`MLZSLModel` subclass gets ``model_name = name``; its ``__init__``
-    signature is the builder's.
+    The class gets ``model_name = name``; its ``__init__`` signature is the builder's.
 
     Args:
         name: the registry name (``create_model(name, ...)``); must be new.
@@ -80,20 +82,22 @@ def register_model(
 
     Raises:
         ValueError: ``name`` is already registered (a programming error, not a user one).
+        TypeError: what is decorated is not an :class:`MLZSLModel` subclass.
     """
     if inputs not in INPUTS:
         raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
 
-    def decorate(builder: _Builder) -> _Builder:
+    def decorate(cls: _Model) -> _Model:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
-        if isinstance(builder, type) and issubclass(builder, MLZSLModel):
-            builder.model_name = name
-        _MODELS[name] = builder
+        if not (isinstance(cls, type) and issubclass(cls, MLZSLModel)):
+            raise TypeError(f"model {name!r}: register an MLZSLModel subclass, got {cls!r}")
+        cls.model_name = name
+        _MODELS[name] = cls
         _INPUTS[name] = inputs
         if not trainable:
             _READY.add(name)
-        return builder
+        return cls
 
     return decorate
 
@@ -124,7 +128,7 @@ def model_inputs(name: str) -> str:
     return _INPUTS[name]
 
 
-def _builder(name: str) -> Callable[..., nn.Module]:
+def _builder(name: str) -> type[MLZSLModel]:
     if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     return _MODELS[name]
@@ -142,7 +146,7 @@ def model_arguments(name: str) -> dict[str, Any]:
     return {key: p.default for key, p in params.items()}
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, **kwargs: Any) -> MLZSLModel:
     """Build the registered model ``name`` from keyword arguments.
 
     Args:

@@ -66,6 +66,21 @@ class MLZSLModel(nn.Module):
         """Scores [B, L] from :meth:`forward_embeddings`' output and label vectors [L, E]."""
         raise NotImplementedError
 
+    def extra_loss(self, targets: Tensor) -> Tensor | None:
+        """The model's auxiliary loss for the last training forward, which the trainer adds to
+        the main loss; ``None`` (the default) when there is none.
+
+        A model with regularisers of its own (LESA's attention terms, SDL's diversity term,
+        CONSE's classifier loss) overrides this; it returns ``None`` in eval mode.
+
+        Args:
+            targets: the batch's targets over the labels of the last forward (the seen ones),
+                [B, L_seen] in {+1, -1, 0} (0 = not annotated; the store's int8 rows, as the
+                trainer passes them). A model whose auxiliary loss does not need them ignores
+                them.
+        """
+        return None
+
     # -- input checks (one-line ConfigError naming the model and the shape)
 
     def check_features(self, features: Tensor) -> None:

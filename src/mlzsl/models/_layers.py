@@ -1,7 +1,9 @@
 """Layers and scoring rules that several models share.
 
 LESA's trunk (``SharedAttention``, ``span_regularizer``, label classifiers with the release's or
-He-normal initialisers) serves ``lesa``, ``attention_per_cluster`` and ``kim_bilinear``; the
+He-normal initialisers) serves ``lesa``, ``attention_per_cluster`` and ``kim_bilinear``, and
+``SharedAttentionModel`` wires it (attention, then W) once for ``lesa`` and
+``attention_per_cluster``; the
 (ML)²P encoder blocks serve ``ml2p`` and ``ml2p_official``; the pooled MLP head and the
 one-direction score serve ``fast0tag``, ``sdl`` and ``labelem``. Each block's source is stated
 in the model files' provenance tables.
@@ -15,12 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mlzsl.models._base import MLZSLModel
+
 __all__ = [
     "ChannelCorrelationAttention",
     "GroupAttention",
     "Mlp",
     "MixerBlock",
     "SharedAttention",
+    "SharedAttentionModel",
     "best_vector_scores",
     "channel_shuffle",
     "channel_shuffle_index",
@@ -166,6 +171,63 @@ def span_regularizer(attention_logits: Tensor) -> Tensor:
     gram = unit @ unit.transpose(1, 2)  # [B, T, T]
     off_diagonal = gram - torch.diag_embed(torch.diagonal(gram, dim1=1, dim2=2))  # [B, T, T]
     return off_diagonal.square().sum().sqrt()
+
+
+class SharedAttentionModel(MLZSLModel):
+    """A model on LESA's trunk (``lesa``, ``attention_per_cluster``): ``attention``, the T
+    attentions over the regions (:class:`SharedAttention`), and ``W``, the label classifier
+    [C', E]; a subclass builds both with :meth:`build_trunk` in its ``__init__``.
+    """
+
+    attention: SharedAttention
+    W: nn.Linear
+
+    def build_trunk(
+        self,
+        in_channels: int,
+        embed_dim: int,
+        conv_channels: int | None,
+        use_conv: bool,
+        init: str,
+        bn_eps: float,
+        bn_momentum: float,
+        **num_attentions: int,
+    ) -> None:
+        """Check the trunk's arguments, then build ``attention`` and ``W`` (in that order: the
+        seeded initial weights depend on it).
+
+        The arguments are the model's of the same names (see :class:`SharedAttention`);
+        ``num_attentions`` is T as one keyword named as the model names it (``num_attentions=``,
+        ``num_clusters=``), so that an error names the model's argument.
+        """
+        self.check_choice("init", init, INITS)
+        self.check_positive(
+            **num_attentions,
+            conv_channels=in_channels if conv_channels is None else conv_channels,
+        )
+        (count,) = num_attentions.values()
+        self.attention = SharedAttention(
+            in_channels=in_channels,
+            conv_channels=conv_channels,
+            num_attentions=count,
+            use_conv=use_conv,
+            init=init,
+            bn_eps=bn_eps,
+            bn_momentum=bn_momentum,
+        )
+        self.W = label_classifier(embed_dim, self.attention.out_channels, init)  # [C', E]
+
+    def attention_maps(self, features: Tensor) -> Tensor:
+        """Attention weights [B, T, P] of each image (each map sums to 1 over the P regions)."""
+        self.check_features(features)
+        return self.attention(features)[1].softmax(dim=2)  # [B, T, P]
+
+    def attend(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The T attended features of each image [B, C, H, W] -> [B, T, C'], with the regions
+        [B, P, C'] and attention logits [B, T, P] they come from."""
+        self.check_features(features)
+        regions, logits = self.attention(features)  # [B, P, C'], [B, T, P]
+        return logits.softmax(dim=2) @ regions, regions, logits  # [B, T, C'], ...
 
 
 # -- the (ML)²P-Encoder blocks (ml2p, ml2p_official)

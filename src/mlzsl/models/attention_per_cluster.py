@@ -39,10 +39,9 @@ from torch import Tensor
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._base import MLZSLModel
-from mlzsl.models._layers import INITS, SharedAttention, label_classifier, span_regularizer
+from mlzsl.models._layers import SharedAttentionModel, span_regularizer
 
-__all__ = ["AttentionPerCluster", "attention_per_cluster", "spherical_kmeans"]
+__all__ = ["AttentionPerCluster", "spherical_kmeans"]
 
 
 def spherical_kmeans(vectors: Tensor, num_clusters: int, iterations: int) -> Tensor:
@@ -63,7 +62,7 @@ def spherical_kmeans(vectors: Tensor, num_clusters: int, iterations: int) -> Ten
 
 
 @register_model("attention_per_cluster")
-class AttentionPerCluster(MLZSLModel):
+class AttentionPerCluster(SharedAttentionModel):
     """One attention per cluster of label vectors; a label uses its cluster's attended feature.
 
     Args:
@@ -94,25 +93,20 @@ class AttentionPerCluster(MLZSLModel):
         bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
-        self.check_choice("init", init, INITS)
-        self.check_positive(
+        self.build_trunk(
+            in_channels,
+            embed_dim,
+            conv_channels,
+            use_conv,
+            init,
+            bn_eps,
+            bn_momentum,
             num_clusters=num_clusters,
-            conv_channels=in_channels if conv_channels is None else conv_channels,
-            kmeans_iterations=kmeans_iterations,
         )
+        self.check_positive(kmeans_iterations=kmeans_iterations)
         self.check_non_negative(lambda_span=lambda_span)
         self.num_clusters, self.kmeans_iterations = num_clusters, kmeans_iterations
         self.lambda_span = lambda_span
-        self.attention = SharedAttention(
-            in_channels=in_channels,
-            conv_channels=conv_channels,
-            num_attentions=num_clusters,
-            use_conv=use_conv,
-            init=init,
-            bn_eps=bn_eps,
-            bn_momentum=bn_momentum,
-        )
-        self.W = label_classifier(embed_dim, self.attention.out_channels, init)  # [C', E]
         self.register_buffer("centres", F.normalize(torch.randn(num_clusters, embed_dim), dim=1))
         self.register_buffer("centres_fitted", torch.tensor(False))
         self._logits: Tensor | None = None
@@ -136,17 +130,11 @@ class AttentionPerCluster(MLZSLModel):
         unit = F.normalize(label_vectors, dim=1)  # [L, E]
         return (unit @ self.centres.to(unit.dtype).T).argmax(dim=1)  # [L]
 
-    def attention_maps(self, features: Tensor) -> Tensor:
-        """Attention weights [B, K, P] of each image (each map sums to 1 over the P regions)."""
-        self.check_features(features)
-        return self.attention(features)[1].softmax(dim=2)  # [B, K, P]
-
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """The K attended features of each image: [B, C, H, W] -> [B, K, C']."""
-        self.check_features(features)
-        regions, logits = self.attention(features)  # [B, P, C'], [B, K, P]
+        attended, _, logits = self.attend(features)  # [B, K, C'], [B, P, C'], [B, K, P]
         self._logits = logits if self.training else None  # for extra_loss
-        return logits.softmax(dim=2) @ regions  # [B, K, C']
+        return attended
 
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] = ⟨f_{k(c)}, W v̂_c⟩ from attended features [B, K, C'], vectors [L, E]."""
@@ -158,11 +146,11 @@ class AttentionPerCluster(MLZSLModel):
         selected = embeddings[:, self.clusters(label_vectors)]  # [B, L, C']
         return (selected * classifiers).sum(dim=2)  # [B, L]
 
-    def extra_loss(self) -> Tensor | None:
-        """``lambda_span`` × LESA's span term of the last training forward, else ``None``."""
+    def extra_loss(self, targets: Tensor) -> Tensor | None:
+        """``lambda_span`` × LESA's span term of the last training forward, else ``None``.
+
+        The targets are not used.
+        """
         if not self.training or self._logits is None or self.lambda_span == 0:
             return None
         return self.lambda_span * span_regularizer(self._logits)
-
-
-attention_per_cluster = AttentionPerCluster  # the builder

@@ -64,7 +64,7 @@ from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 
-__all__ = ["BiAM", "biam", "release_key_map"]
+__all__ = ["BiAM", "release_key_map"]
 
 _BN_EPS, _BN_MOMENTUM = 1e-3, 0.99  # the release's BatchNorm settings (docs/models.md)
 _SCENES = ("pooled", "fc7")
@@ -306,6 +306,3 @@ def _forgive_vgg_keys(module: nn.Module, incompatible: Any) -> None:
     """Load hook: the VGG19 keys are absent from saved state dicts by design."""
     missing = incompatible.missing_keys
     missing[:] = [k for k in missing if _VGG_PREFIX not in k]
-
-
-biam = BiAM  # the builder

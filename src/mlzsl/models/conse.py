@@ -41,7 +41,7 @@ from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 
-__all__ = ["Conse", "conse"]
+__all__ = ["Conse"]
 
 _COMBINE_OVER = ("seen", "given")
 
@@ -131,7 +131,7 @@ class Conse(MLZSLModel):
             image = embeddings.squeeze(1)  # [B, E]
         return F.normalize(image, dim=-1) @ F.normalize(label_vectors, dim=-1).T  # [B, L]
 
-    def extra_loss(self, targets: Tensor | None = None) -> Tensor | None:
+    def extra_loss(self, targets: Tensor) -> Tensor | None:
         """The classifier's cross-entropy on the last training forward (paper: its own loss).
 
         Args:
@@ -140,10 +140,10 @@ class Conse(MLZSLModel):
         Returns:
             ``classifier_weight`` × mean over images with a positive label of
             −Σ_c y_c log softmax(logits)_c, y the positives spread evenly (rows sum to 1); ``None``
-            in eval mode, without targets, before a training forward, or at weight 0.
+            in eval mode, before a training forward, or at weight 0.
         """
         logits = self._last_logits
-        if not self.training or targets is None or logits is None or self.classifier_weight == 0:
+        if not self.training or logits is None or self.classifier_weight == 0:
             return None
         if targets.shape != logits.shape:
             raise ConfigError(
@@ -174,6 +174,3 @@ class Conse(MLZSLModel):
             with torch.no_grad():  # in place, so wrappers holding the buffer (DDP) see it
                 self.seen_vectors.resize_(label_vectors.shape).copy_(label_vectors)
         return scores
-
-
-conse = Conse  # the builder

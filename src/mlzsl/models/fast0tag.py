@@ -25,7 +25,7 @@ from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 from mlzsl.models._layers import direction_scores, mlp_head
 
-__all__ = ["Fast0Tag", "fast0tag"]
+__all__ = ["Fast0Tag"]
 
 
 @register_model("fast0tag")
@@ -63,6 +63,3 @@ class Fast0Tag(MLZSLModel):
         """Scores [B, L] = ⟨f(x), v_c⟩ from directions [B, 1, E] and label vectors [L, E]."""
         self.check_labels(label_vectors)
         return direction_scores(embeddings, label_vectors, normalize=self.normalize_labels)
-
-
-fast0tag = Fast0Tag  # the builder

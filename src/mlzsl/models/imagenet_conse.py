@@ -41,7 +41,7 @@ from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 
-__all__ = ["SPATIAL_MODES", "ImagenetConse", "imagenet_conse"]
+__all__ = ["SPATIAL_MODES", "ImagenetConse"]
 
 SPATIAL_MODES = ("none", "max")
 
@@ -152,6 +152,3 @@ class ImagenetConse(MLZSLModel):
         if self.spatial == "max" and cosines.shape[1] > 1:
             scores = scores + self.spatial_weight * cosines[:, 1:].amax(dim=1)  # [B, L]
         return scores
-
-
-imagenet_conse = ImagenetConse  # the builder

@@ -42,7 +42,7 @@ from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 from mlzsl.models._layers import label_classifier
 
-__all__ = ["KimBilinear", "kim_bilinear"]
+__all__ = ["KimBilinear"]
 
 
 @register_model("kim_bilinear")
@@ -81,6 +81,3 @@ class KimBilinear(MLZSLModel):
         attended = attention @ embeddings  # [B, L, C]
         classifiers = self.W(F.normalize(label_vectors, dim=1))  # [L, C]
         return (attended * classifiers).sum(dim=2)  # [B, L]
-
-
-kim_bilinear = KimBilinear  # the builder

@@ -25,7 +25,7 @@ from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 from mlzsl.models._layers import direction_scores
 
-__all__ = ["LabelEM", "labelem"]
+__all__ = ["LabelEM"]
 
 
 @register_model("labelem")
@@ -51,6 +51,3 @@ class LabelEM(MLZSLModel):
         """F(x, c) [B, L] from θ(x)ᵀW [B, 1, E] and label vectors φ(c) [L, E]."""
         self.check_labels(label_vectors)
         return direction_scores(embeddings, label_vectors, normalize=self.normalize_labels)
-
-
-labelem = LabelEM  # the builder

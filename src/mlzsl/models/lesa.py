@@ -38,9 +38,8 @@ Provenance (release: the official code; paper: the CVPR text; ours: fixed by nei
     global term, margin 0, lambda_global = 0.001    release ``_attention_global_regularizer``
     training (ranking loss, RMSProp; configs)       release NUS-WIDE script
 
-The distribution and global terms need the targets y (+1 / −1 / 0): ``extra_loss(targets)``
-computes all three (the trainer passes them through :func:`mlzsl.losses.model_extra_loss`);
-``extra_loss()`` computes the label-free span term only.
+The distribution and global terms need the targets y (+1 / −1 / 0), which the trainer passes:
+``extra_loss(targets)`` computes all three.
 
 Released variables -> ours (:func:`release_key_map`; D = C', TF kernels are HWIO, ours OIHW)::
 
@@ -72,22 +71,12 @@ from torch import Tensor
 
 from mlzsl.errors import ConfigError
 from mlzsl.models import register_model
-from mlzsl.models._base import MLZSLModel
-from mlzsl.models._layers import (
-    INITS,
-    SharedAttention,
-    he_normal,
-    label_classifier,
-    span_regularizer,
-)
+from mlzsl.models._layers import SharedAttentionModel, span_regularizer
 
 __all__ = [
     "LESA",
-    "SharedAttention",
     "distribution_regularizer",
     "global_regularizer",
-    "he_normal",
-    "lesa",
     "release_key_map",
     "span_regularizer",
 ]
@@ -115,7 +104,7 @@ def global_regularizer(scores: Tensor, global_scores: Tensor, targets: Tensor) -
 
 
 @register_model("lesa")
-class LESA(MLZSLModel):
+class LESA(SharedAttentionModel):
     """LESA: T shared attentions; each label scores them all with W v̂_c and keeps the best.
 
     Args:
@@ -145,38 +134,26 @@ class LESA(MLZSLModel):
         bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
-        self.check_choice("init", init, INITS)
-        self.check_positive(
+        self.build_trunk(
+            in_channels,
+            embed_dim,
+            conv_channels,
+            use_conv,
+            init,
+            bn_eps,
+            bn_momentum,
             num_attentions=num_attentions,
-            conv_channels=in_channels if conv_channels is None else conv_channels,
         )
         self.check_non_negative(
             lambda_span=lambda_span, lambda_dist=lambda_dist, lambda_global=lambda_global
         )
         self.lambda_span, self.lambda_dist = lambda_span, lambda_dist
         self.lambda_global = lambda_global
-        self.attention = SharedAttention(
-            in_channels=in_channels,
-            conv_channels=conv_channels,
-            num_attentions=num_attentions,
-            use_conv=use_conv,
-            init=init,
-            bn_eps=bn_eps,
-            bn_momentum=bn_momentum,
-        )
-        self.W = label_classifier(embed_dim, self.attention.out_channels, init)  # [C', E]
         self._cache: dict[str, Tensor] = {}
-
-    def attention_maps(self, features: Tensor) -> Tensor:
-        """Attention weights [B, T, P] of each image (each map sums to 1 over the P regions)."""
-        self.check_features(features)
-        return self.attention(features)[1].softmax(dim=2)  # [B, T, P]
 
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """The T attended features of each image: [B, C, H, W] -> [B, T, C']."""
-        self.check_features(features)
-        regions, logits = self.attention(features)  # [B, P, C'], [B, T, P]
-        attended = logits.softmax(dim=2) @ regions  # [B, T, C']
+        attended, regions, logits = self.attend(features)  # [B, T, C'], [B, P, C'], [B, T, P]
         if self.training:  # for extra_loss
             self._cache = {"logits": logits, "global": regions.mean(dim=1)}  # [B,T,P], [B,C']
         else:
@@ -195,12 +172,11 @@ class LESA(MLZSLModel):
             self._cache["global_scores"] = self._cache["global"] @ classifiers.T  # [B, L]
         return scores
 
-    def extra_loss(self, targets: Tensor | None = None) -> Tensor | None:
+    def extra_loss(self, targets: Tensor) -> Tensor | None:
         """The weighted attention regularisers of the last training forward.
 
         Args:
-            targets: [B, L] in {+1, -1, 0} for the labels of the last forward. Without them only
-                the label-free span term is computed.
+            targets: [B, L] in {+1, -1, 0} for the labels of the last forward.
 
         Returns:
             A scalar, or ``None`` in eval mode, before any training forward, or when every
@@ -212,22 +188,21 @@ class LESA(MLZSLModel):
         terms: list[Tensor] = []
         if self.lambda_span > 0:
             terms.append(self.lambda_span * span_regularizer(cache["logits"]))
-        if targets is not None:
-            if targets.shape != cache["scores"].shape:
-                raise ConfigError(
-                    f"lesa.extra_loss: targets of shape {tuple(targets.shape)} do not match the "
-                    f"last scores {tuple(cache['scores'].shape)}"
-                )
-            targets = targets.to(cache["scores"].device)
-            if self.lambda_dist > 0:
-                terms.append(
-                    self.lambda_dist * distribution_regularizer(cache["attention_scores"], targets)
-                )
-            if self.lambda_global > 0:
-                terms.append(
-                    self.lambda_global
-                    * global_regularizer(cache["scores"], cache["global_scores"], targets)
-                )
+        if targets.shape != cache["scores"].shape:
+            raise ConfigError(
+                f"lesa.extra_loss: targets of shape {tuple(targets.shape)} do not match the "
+                f"last scores {tuple(cache['scores'].shape)}"
+            )
+        targets = targets.to(cache["scores"].device)
+        if self.lambda_dist > 0:
+            terms.append(
+                self.lambda_dist * distribution_regularizer(cache["attention_scores"], targets)
+            )
+        if self.lambda_global > 0:
+            terms.append(
+                self.lambda_global
+                * global_regularizer(cache["scores"], cache["global_scores"], targets)
+            )
         return torch.stack(terms).sum() if terms else None
 
 
@@ -265,6 +240,3 @@ def release_key_map(variables: Mapping[str, Any]) -> dict[str, Tensor]:
         put(f"attention.{ours}.bias", matrix[-1])
     put("W.weight", names["prediction_frac/W"])
     return out
-
-
-lesa = LESA  # the builder

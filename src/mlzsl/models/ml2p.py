@@ -62,18 +62,10 @@ from mlzsl.models._layers import (
     GroupAttention,
     MixerBlock,
     best_vector_scores,
-    channel_shuffle,
     channel_shuffle_index,
 )
 
-__all__ = [
-    "ChannelCorrelationAttention",
-    "GroupAttention",
-    "ML2PEncoder",
-    "MixerBlock",
-    "channel_shuffle",
-    "ml2p",
-]
+__all__ = ["ML2PEncoder"]
 
 POSITION_POOLING = ("features", "scores")
 
@@ -218,6 +210,3 @@ class ML2PEncoder(MLZSLModel):
         """Scores [B, L] from scoring vectors [B, K, E] and label vectors [L, E]."""
         self.check_labels(label_vectors)
         return best_vector_scores(embeddings, label_vectors, normalize=self.normalize_labels)
-
-
-ml2p = ML2PEncoder  # the builder

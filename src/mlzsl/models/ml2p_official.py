@@ -74,7 +74,7 @@ from mlzsl.models._layers import (
     channel_shuffle,
 )
 
-__all__ = ["ML2POfficial", "ml2p_official", "official_key_map"]
+__all__ = ["ML2POfficial", "official_key_map"]
 
 LABEL_NORMALIZATION = ("raw", "l2")
 _TAPS = ((256, 512, 4), (512, 512, 2), (512, 1024, 1))  # (in, out, max-pool) per tap, released
@@ -267,6 +267,3 @@ class ML2POfficial(MLZSLModel):
         self.check_labels(label_vectors)
         normalize = self.label_normalization == "l2"  # the released GZSL scoring
         return best_vector_scores(embeddings, label_vectors, normalize=normalize)
-
-
-ml2p_official = ML2POfficial  # the builder

@@ -31,7 +31,7 @@ from mlzsl.models import register_model
 from mlzsl.models._base import MLZSLModel
 from mlzsl.models._layers import mlp_head
 
-__all__ = ["SDL", "sdl"]
+__all__ = ["SDL"]
 
 
 @register_model("sdl")
@@ -81,10 +81,11 @@ class SDL(MLZSLModel):
             label_vectors = F.normalize(label_vectors, dim=-1)  # [L, E]
         return (embeddings @ label_vectors.T).amax(dim=1)  # [B, K, L] -> [B, L]
 
-    def extra_loss(self) -> Tensor | None:
+    def extra_loss(self, targets: Tensor) -> Tensor | None:
         """``variance_weight`` · mean over images of Σ_e Var_k(A[k, e]), from the last forward.
 
-        None in eval mode, with weight 0, with K = 1, or before any training forward.
+        None in eval mode, with weight 0, with K = 1, or before any training forward. The
+        targets are not used.
         """
         if not self.training or self._last is None or self.variance_weight == 0:
             return None
@@ -92,6 +93,3 @@ class SDL(MLZSLModel):
             return None
         spread = self._last.var(dim=1).sum(dim=1)  # [B, K, E] -> [B, E] -> [B]
         return self.variance_weight * spread.mean()
-
-
-sdl = SDL  # the builder
