@@ -3,12 +3,13 @@
 Builds synthetic stores with :func:`mlzsl.store.feature_store.write_store`, features and labels
 streamed in blocks, and trains on each in a child process that reports its own peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``) and the engine's measured share of loop time spent waiting
-for the next batch (:attr:`mlzsl.engine.FitResult.data_wait`):
+for the next batch (:attr:`mlzsl.training.engine.FitResult.data_wait`):
 
 - NUS-WIDE-shaped stores: N images of 512×14×14 float16 maps (VGG19 conv5_4), 925 seen + 81
   unseen labels, ~2.4 positives per image, every other tag -1 (fill -1), unseen columns of train
-  rows 0. Trained with ``mlzsl train``'s code (:func:`mlzsl.engine.fit`): one epoch of fast0tag
-  (a fast head, so the data path is what is measured), then evaluation of 1,000 test images.
+  rows 0. Trained with ``mlzsl train``'s code (:func:`mlzsl.training.engine.fit`): one epoch of
+  fast0tag (a fast head, so the data path is what is measured), then evaluation of 1,000 test
+  images.
 - an Open-Images-shaped store: 1.7 M images × 7,586 labels (7,186 seen + 400 unseen), ~8
   positives and ~4 verified negatives per image (fill 0), with tiny 16×1×1 maps (1.7 M full maps
   would be 340 GB). Trained for a fixed number of steps (an epoch is 26,000 steps), then
@@ -161,7 +162,7 @@ def child(store: Path, vectors: Path, out: Path, opts: dict) -> dict:
     import torch
 
     from mlzsl.config import load_config
-    from mlzsl.engine import Trainer
+    from mlzsl.training.engine import Trainer
 
     torch.set_num_threads(opts["threads"])
     base = _peak_rss_mb()

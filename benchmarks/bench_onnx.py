@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mlzsl.export import export_checkpoint
-from mlzsl.onnx_runtime import OnnxTagger
-from mlzsl.tagger import Tagger
+from mlzsl.inference.export import export_checkpoint
+from mlzsl.inference.onnx_runtime import OnnxTagger
+from mlzsl.inference.tagger import Tagger
 
 LABELS = [
     "dog", "cat", "person", "car", "bicycle", "pizza", "cup", "tree", "bird", "boat",

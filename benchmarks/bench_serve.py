@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from mlzsl.images import load_image
+from mlzsl.inference.tagger import Tagger, resolve_checkpoint
+from mlzsl.inference.tags import rank_row
 from mlzsl.server.client import get_json, tag
-from mlzsl.tagger import Tagger, resolve_checkpoint
-from mlzsl.tags import rank_row
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_photos_dev"
 

@@ -73,8 +73,8 @@ import time
 import torch
 
 from mlzsl.config import load_config
-from mlzsl.engine import autocast, make_optimizer
-from mlzsl.losses import ranking_loss
+from mlzsl.training.engine import autocast, make_optimizer
+from mlzsl.training.losses import ranking_loss
 from mlzsl.models import create_model
 
 # NUS-WIDE (the LESA/BiAM protocol): 925 seen labels, GloVe-300 vectors, VGG19 conv5_4 maps

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from mlzsl.embeddings.registry import create_embedder
-from mlzsl.losses import weighted_bce_loss
 from mlzsl.models import _layers
 from mlzsl.models.ml2p import ML2PEncoder
 from mlzsl.store.feature_store import FeatureStore
+from mlzsl.training.losses import weighted_bce_loss
 
 torch.set_num_threads(1)
 spec, variant, steps, lr = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])

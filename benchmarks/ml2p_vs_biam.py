@@ -30,8 +30,8 @@ import torch
 from mlzsl.bench import count_flops
 from mlzsl.config import load_config
 from mlzsl.embeddings.registry import create_embedder
-from mlzsl.engine import build_model, fit
 from mlzsl.store.feature_store import FeatureStore
+from mlzsl.training.engine import build_model, fit
 
 RECIPE = [
     "loss=bce",

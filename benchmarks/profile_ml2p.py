@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from mlzsl.bench import count_flops, matmul_peak
-from mlzsl.losses import ranking_loss
 from mlzsl.models import create_model
 from mlzsl.models._layers import best_vector_scores
+from mlzsl.training.losses import ranking_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests/
 from tests.test_head_speed import reference_ml2p  # noqa: E402

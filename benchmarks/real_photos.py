@@ -12,7 +12,7 @@ pooled or spatial scoring, T, temperature, spatial weight, several scales) is sc
 through :class:`mlzsl.models.imagenet_conse.ImagenetConse` itself. Metrics are the ZSL split of
 :func:`mlzsl.protocol.evaluate_default`: mAP over all vocabulary labels (a label with no positive
 counts as AP 0, as ``mlzsl eval`` reports) and F1@3. Finally the default checkpoint
-(:func:`mlzsl.pretrained.real_photo_checkpoint`) tags every photo through
+(:func:`mlzsl.inference.pretrained.real_photo_checkpoint`) tags every photo through
 :class:`mlzsl.Tagger`, which gives the tagging speed and checks that the full path scores as the
 table's default row does. Prints Markdown tables; ``benchmarks/README.md`` holds a run.
 """
@@ -35,9 +35,7 @@ from mlzsl.backbones import create_backbone
 from mlzsl.datasets.userdata import UserDataset, read_user_dataset
 from mlzsl.embeddings import embed_labels
 from mlzsl.images import load_image
-from mlzsl.metrics import mean_average_precision
-from mlzsl.models.imagenet_conse import ImagenetConse
-from mlzsl.pretrained import (
+from mlzsl.inference.pretrained import (
     CLIP_PROMPT,
     DEFAULT_PHOTO_MODEL,
     PHOTO_MODELS,
@@ -46,8 +44,10 @@ from mlzsl.pretrained import (
     label_texts,
     real_photo_checkpoint,
 )
+from mlzsl.inference.tagger import Tagger
+from mlzsl.metrics import mean_average_precision
+from mlzsl.models.imagenet_conse import ImagenetConse
 from mlzsl.protocol import evaluate_default
-from mlzsl.tagger import Tagger
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_photos_dev"
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2")

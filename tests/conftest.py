@@ -100,7 +100,7 @@ def save_tiny_fast0tag(path: Path, **fields: object) -> Path:
     """An untrained fast0tag checkpoint over EfficientNet-Lite0 at 64 px, GloVe-50 labels
     (:data:`TINY_VOCABULARY`, 4 seen); ``fields`` replace :class:`Checkpoint` fields."""
     from mlzsl.backbones import create_backbone
-    from mlzsl.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
+    from mlzsl.inference.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
     from mlzsl.models import create_model
 
     torch.manual_seed(0)
@@ -124,7 +124,7 @@ def save_tiny_fast0tag(path: Path, **fields: object) -> Path:
 def write_raw_checkpoint(path: Path, payload: dict[str, object]) -> Path:
     """``payload`` as a checkpoint file of format ``mlzsl-checkpoint-1``, as it stands: what an
     older mlzsl (or a damaged writer) left, for the reader's upgrade and error paths."""
-    from mlzsl.checkpoint import FORMAT
+    from mlzsl.inference.checkpoint import FORMAT
 
     torch.save({"format": FORMAT, **payload}, path)
     return path

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from mlzsl.bench import QUALITY_METRICS, bench_config
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
-from mlzsl.engine import fit
+from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.models import count_parameters
+from mlzsl.training.engine import fit
 
 
 def test_bench_quality_trains_each_model_per_seed(tmp_path: Path, capsys) -> None:

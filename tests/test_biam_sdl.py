@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
 from mlzsl.models import create_model
+from mlzsl.training.losses import ranking_loss
 
 torch.set_num_threads(1)
 

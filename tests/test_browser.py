@@ -55,7 +55,7 @@ def photo_server(tmp_path_factory: pytest.TempPathFactory):
     if not PHOTO.is_file():
         pytest.skip(f"{PHOTO} absent: the shared real-photo data is not beside this repository")
     try:
-        import mlzsl.pretrained  # noqa: F401
+        import mlzsl.inference.pretrained  # noqa: F401
     except ImportError as e:
         pytest.skip(f"the real-photo model is not available ({e})")
     log = tmp_path_factory.mktemp("browser") / "server.log"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlzsl.card import model_card
-from mlzsl.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mlzsl.errors import DataError
+from mlzsl.inference.card import model_card
+from mlzsl.inference.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from tests.conftest import TINY_VOCABULARY, save_tiny_fast0tag, write_raw_checkpoint
 
 BACKBONE = {"name": "efficientnet_lite0", "image_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3}

@@ -12,10 +12,10 @@ import mlzsl
 from mlzsl.cli import main
 from mlzsl.config import load_config
 from mlzsl.demo import DEMO_MODELS, run_demo
-from mlzsl.engine import build_model, make_optimizer
 from mlzsl.errors import ConfigError
+from mlzsl.inference.tagger import Tagger
 from mlzsl.models import list_models, model_inputs
-from mlzsl.tagger import Tagger
+from mlzsl.training.engine import build_model, make_optimizer
 
 
 @pytest.fixture(scope="module")

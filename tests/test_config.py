@@ -290,7 +290,7 @@ def test_lr_reference_dim_divides_the_lr_for_larger_label_vectors(
 ) -> None:
     import torch
 
-    from mlzsl.engine import make_optimizer, peak_lr
+    from mlzsl.training.engine import make_optimizer, peak_lr
 
     config = load_config(None, ["lr=0.004", f"lr_reference_dim={reference or 'null'}"])
     assert peak_lr(config, embed_dim) == pytest.approx(0.004 * factor)

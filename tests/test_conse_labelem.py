@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
 from mlzsl.models import count_parameters, create_model
+from mlzsl.training.losses import ranking_loss
 
 torch.set_num_threads(1)
 

@@ -36,9 +36,9 @@ from PIL import Image
 from mlzsl.cli import main
 from mlzsl.config import load_config
 from mlzsl.datasets.userdata import read_user_dataset
-from mlzsl.engine import fit
 from mlzsl.errors import MlzslError
 from mlzsl.store.extract import extract_features
+from mlzsl.training.engine import fit
 
 # ----------------------------------------------------------------------------- the shared world
 
@@ -753,8 +753,8 @@ def test_train_failing_in_its_first_epoch_leaves_no_run_folder(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlzsl.engine import Trainer
     from mlzsl.errors import DataError
+    from mlzsl.training.engine import Trainer
 
     def fail(self: Trainer, epoch: int) -> float:
         raise DataError("the disk went away")

@@ -14,12 +14,12 @@ import pytest
 import torch
 import yaml
 
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
 from mlzsl.config import TrainConfig, load_config
-from mlzsl.engine import fit, make_optimizer
 from mlzsl.errors import ConfigError, DataError
-from mlzsl.evaluation import evaluate_checkpoint
+from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.evaluation import evaluate_checkpoint
+from mlzsl.training.engine import fit, make_optimizer
 from tests.conftest import save_tiny_fast0tag, write_raw_checkpoint
 
 FAST = ["epochs=3", "batch_size=8", "lr=0.01", "warmup_epochs=0.5"]

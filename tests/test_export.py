@@ -21,16 +21,16 @@ import torch
 from PIL import Image
 
 from mlzsl.cli import main
+from mlzsl.inference.tagger import Tagger
 from mlzsl.models import create_model, list_models, model_inputs
-from mlzsl.tagger import Tagger
 
 from .conftest import save_tiny_fast0tag
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from mlzsl.export import export_checkpoint, export_module  # noqa: E402
-from mlzsl.onnx_runtime import OnnxTagger  # noqa: E402
+from mlzsl.inference.export import export_checkpoint, export_module  # noqa: E402
+from mlzsl.inference.onnx_runtime import OnnxTagger  # noqa: E402
 
 RTOL = 1e-4
 LABELS = "red circle, blue square, green star, dog, car"
@@ -124,7 +124,7 @@ def test_the_onnx_runtime_imports_no_torch(tiny_ckpt: Path, tmp_path: Path) -> N
     photo = _photos(tmp_path / "photos", [(70, 50)])[0]
     code = (
         "import sys\n"
-        "from mlzsl.onnx_runtime import OnnxTagger\n"
+        "from mlzsl.inference.onnx_runtime import OnnxTagger\n"
         f"run = OnnxTagger({str(out)!r}).tag_files([{str(photo)!r}], 'red circle, dog', top_k=2)\n"
         "assert len(run.tags) == 1, run\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from mlzsl.checkpoint import load_checkpoint, save_checkpoint
 from mlzsl.cli import main
 from mlzsl.config import load_config
-from mlzsl.engine import autocast, make_optimizer
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
+from mlzsl.inference.checkpoint import load_checkpoint, save_checkpoint
 from mlzsl.models import create_model
+from mlzsl.training.engine import autocast, make_optimizer
+from mlzsl.training.losses import ranking_loss
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlzsl.config import load_config, packaged_config
-from mlzsl.engine import build_model
 from mlzsl.errors import ConfigError
 from mlzsl.models import create_model
 from mlzsl.models._layers import ChannelCorrelationAttention, MixerBlock, channel_shuffle_index
 from mlzsl.models.ml2p import ML2PEncoder
+from mlzsl.training.engine import build_model
 
 torch.set_num_threads(1)
 

@@ -10,13 +10,13 @@ import torch
 
 from mlzsl.backbones import create_backbone
 from mlzsl.config import load_config
-from mlzsl.engine import build_model, fit
 from mlzsl.errors import ConfigError
-from mlzsl.evaluation import evaluate_checkpoint
 from mlzsl.images import load_image
+from mlzsl.inference.evaluation import evaluate_checkpoint
+from mlzsl.inference.tagger import Tagger
 from mlzsl.store.extract import extract_features
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.tagger import Tagger
+from mlzsl.training.engine import build_model, fit
 from tests.conftest import make_image_folder
 
 SIDE = 32  # the smallest side VGG19-BN's pool5 accepts: keeps the trunk cheap on one thread

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
 from mlzsl.models import create_model
 from mlzsl.models.lesa import (
     LESA,
@@ -26,6 +25,7 @@ from mlzsl.models.lesa import (
     release_key_map,
     span_regularizer,
 )
+from mlzsl.training.losses import ranking_loss
 
 torch.set_num_threads(1)
 
@@ -268,7 +268,7 @@ def test_attention_per_cluster_uses_the_released_trunk() -> None:
 def test_a_checkpoint_saved_before_the_release_settings_rebuilds_its_own_model(
     tmp_path: Path,
 ) -> None:
-    from mlzsl.checkpoint import load_checkpoint
+    from mlzsl.inference.checkpoint import load_checkpoint
     from tests.conftest import write_raw_checkpoint
 
     identity = {"name": "vgg19", "image_size": 224, "mean": [0.5] * 3, "std": [0.25] * 3}

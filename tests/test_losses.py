@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import LOSSES, get_loss, ranking_loss, weighted_bce_loss
+from mlzsl.training.losses import LOSSES, get_loss, ranking_loss, weighted_bce_loss
 
 torch.set_num_threads(1)
 

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlzsl.config import load_config, packaged_config
-from mlzsl.engine import peak_lr
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
 from mlzsl.models import count_parameters, create_model
 from mlzsl.models._layers import GroupAttention, channel_shuffle
 from mlzsl.models.ml2p import ML2PEncoder
+from mlzsl.training.engine import peak_lr
+from mlzsl.training.losses import ranking_loss
 
 torch.set_num_threads(1)
 

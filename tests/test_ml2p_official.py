@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
 from mlzsl.models import count_parameters, create_model, model_arguments
 from mlzsl.models.ml2p_official import ML2POfficial, official_key_map
+from mlzsl.training.losses import ranking_loss
 
 torch.set_num_threads(1)
 

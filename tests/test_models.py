@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
 from mlzsl.models import (
     MLZSLModel,
     count_parameters,
@@ -21,6 +20,7 @@ from mlzsl.models import (
     list_models,
     model_arguments,
 )
+from mlzsl.training.losses import ranking_loss
 
 torch.set_num_threads(1)
 

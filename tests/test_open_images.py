@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
 from mlzsl.datasets.dataset_info import read_dataset_info
 from mlzsl.datasets.open_images import OFFICIAL_TEST_IMAGES, convert_open_images
 from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.datasets.vocab import read_open_images_vocabulary
-from mlzsl.evaluation import label_vectors, predict_scores
+from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.evaluation import label_vectors, predict_scores
 from mlzsl.protocol import evaluate_open_images
 from mlzsl.store.feature_store import FeatureStore
 from tests.conftest import SHARED_DATA

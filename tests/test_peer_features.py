@@ -720,9 +720,9 @@ def test_cli_corrupt_lesa_file_exits_2_and_leaves_no_store(
 
 
 def test_a_model_trains_on_an_imported_store(tmp_path: Path, nus_vocab: Path) -> None:
-    from mlzsl.checkpoint import load_checkpoint
     from mlzsl.config import TrainConfig
-    from mlzsl.engine import fit
+    from mlzsl.inference.checkpoint import load_checkpoint
+    from mlzsl.training.engine import fit
 
     rng = np.random.default_rng(10)
     train = write_biam(tmp_path / "train.h5", biam_nus_images(rng, 16, "train", "a"))

@@ -11,11 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from mlzsl.backbones import create_backbone, list_backbones
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.errors import ConfigError
-from mlzsl.models import create_model, list_models
-from mlzsl.models.imagenet_conse import ImagenetConse
-from mlzsl.pretrained import (
+from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.pretrained import (
     DEFAULT_PHOTO_MODEL,
     PHOTO_MODELS,
     build_photo_checkpoint,
@@ -24,6 +22,8 @@ from mlzsl.pretrained import (
     label_texts,
     real_photo_checkpoint,
 )
+from mlzsl.models import create_model, list_models
+from mlzsl.models.imagenet_conse import ImagenetConse
 from tests.conftest import SHARED_DATA
 
 REAL_PHOTOS = SHARED_DATA / "real_photos_dev"
@@ -209,7 +209,7 @@ def test_checkpoint_is_self_describing_and_cached(cache: Path) -> None:
 
 
 def test_tagger_loads_a_built_checkpoint(tmp_path: Path, cache: Path) -> None:
-    from mlzsl.tagger import Tagger
+    from mlzsl.inference.tagger import Tagger
 
     path = build_photo_checkpoint(tmp_path / "photo.pt", "photo-glove")
     from PIL import Image
@@ -232,7 +232,7 @@ def test_default_model_is_listed() -> None:
 @pytest.mark.skipif(not BROCCOLI.is_file(), reason=f"shared real photos absent ({REAL_PHOTOS})")
 def test_default_model_tags_the_issue_photo(cache: Path) -> None:
     """The issue's photo: broccoli and oranges in bowls; the default model must not say car."""
-    from mlzsl.tagger import Tagger
+    from mlzsl.inference.tagger import Tagger
 
     tagger = Tagger.from_checkpoint(real_photo_checkpoint(DEFAULT_PHOTO_MODEL))
     labels = [name.strip() for name in ISSUE_LABELS.split(",")]
@@ -246,7 +246,7 @@ def test_the_tagger_applies_the_checkpoints_resize_and_prompt(tmp_path: Path, ca
     from PIL import Image
 
     from mlzsl.embeddings import create_embedder
-    from mlzsl.tagger import Tagger
+    from mlzsl.inference.tagger import Tagger
 
     recipe = PHOTO_MODELS["photo-glove"]
     path = build_photo_checkpoint(tmp_path / "photo.pt", "photo-glove")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlzsl.card import card_text, model_card
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
+from mlzsl.inference.card import card_text, model_card
+from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.metrics import average_precision_per_label
 from mlzsl.report import precision_recall_curve, write_report
 

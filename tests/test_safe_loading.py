@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.cli import main
 from mlzsl.config import load_config
 from mlzsl.embeddings import create_embedder
-from mlzsl.engine import fit
 from mlzsl.errors import DataError
+from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.safe_pickle import load_pickle
+from mlzsl.training.engine import fit
 from tests.test_embeddings import _write_nus
 from tests.test_open_images import _convert_args, make_release
 
@@ -198,7 +198,7 @@ def test_a_last_pt_holding_numpy_rng_state_from_before_still_resumes(
     run: Path, tiny_store: Path, tmp_path: Path
 ) -> None:
     """numpy's array rebuilders are admitted (they run no code): older last.pt files resume."""
-    from mlzsl.engine import Trainer
+    from mlzsl.training.engine import Trainer
 
     out = tmp_path / "run"
     out.mkdir()

@@ -29,10 +29,10 @@ from PIL import Image
 from mlzsl.cli import main
 from mlzsl.errors import ConfigError
 from mlzsl.images import ImageTooLarge, load_image
+from mlzsl.inference.tagger import Tagger
 from mlzsl.server.app import LOOPBACK_HOSTS, create_app
 from mlzsl.server.client import encode_multipart, get_json, request_json, tag
 from mlzsl.server.service import Limits, TagService, clean_name
-from mlzsl.tagger import Tagger
 from tests.conftest import TINY_VOCABULARY, save_tiny_fast0tag
 from tests.serving import serve_subprocess, serve_thread
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from mlzsl.config import load_config
-from mlzsl.engine import fit
 from mlzsl.errors import DataError
 from mlzsl.labels import LabelSet
 from mlzsl.store.feature_store import FeatureStore, write_store
 from mlzsl.store.sparse_labels import SparseLabels, label_blocks, most_common_value
+from mlzsl.training.engine import fit
 
 
 def _labels(n: int, width: int, *, fill: int, seed: int = 0) -> np.ndarray:

@@ -16,9 +16,9 @@ import pytest
 
 from mlzsl.cli import main
 from mlzsl.datasets.userdata import read_user_dataset
+from mlzsl.inference.tagger import Tagger
+from mlzsl.inference.tags import collect_images, read_labels_file
 from mlzsl.protocol import evaluate_default
-from mlzsl.tagger import Tagger
-from mlzsl.tags import collect_images, read_labels_file
 
 from .conftest import train_tiny_run
 
@@ -163,7 +163,7 @@ def test_eval_data_leaves_out_images_that_do_not_decode(trained, tmp_path, capsy
 
 
 def test_the_checkpoint_names_its_training_store(trained) -> None:
-    from mlzsl.checkpoint import StoreRecord, load_checkpoint
+    from mlzsl.inference.checkpoint import StoreRecord, load_checkpoint
 
     store = load_checkpoint(trained["ckpt"]).store
     assert store == StoreRecord(

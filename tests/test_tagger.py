@@ -1,4 +1,5 @@
-"""``mlzsl.tagger``: label parsing, a checkpoint's tagger, its scores and errors, the demo link."""
+"""``mlzsl.inference.tagger``: label parsing, a checkpoint's tagger, its scores and errors, the demo
+link."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from PIL import Image
 from torch import nn
 
 from mlzsl.backbones import create_backbone
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.config import load_config
 from mlzsl.embeddings import create_embedder, embed_labels
-from mlzsl.engine import fit
 from mlzsl.errors import ConfigError, DataError, LabelError
+from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.tagger import Tagger, latest_demo_checkpoint, remember_demo_checkpoint
+from mlzsl.inference.tags import Tag, parse_labels
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.tagger import Tagger, latest_demo_checkpoint, remember_demo_checkpoint
-from mlzsl.tags import Tag, parse_labels
+from mlzsl.training.engine import fit
 
 LABELS = ["red circle", "blue square", "green star", "red square", "blue star", "green circle"]
 

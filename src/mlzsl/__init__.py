@@ -27,9 +27,11 @@ _EXPORTS = {
     "create_model": "mlzsl.models",
     "list_models": "mlzsl.models",
     "load_config": "mlzsl.config",
-    "fit": "mlzsl.engine",
+    "fit": "mlzsl.training.engine",
+    "Checkpoint": "mlzsl.inference.checkpoint",
+    "load_checkpoint": "mlzsl.inference.checkpoint",
     "evaluate": "mlzsl.protocol",
-    "Tagger": "mlzsl.tagger",
+    "Tagger": "mlzsl.inference.tagger",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -28,12 +28,10 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from mlzsl.backbones import DEFAULT_BACKBONE
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
-from mlzsl.engine import fit
 from mlzsl.errors import ConfigError
-from mlzsl.losses import ranking_loss
+from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.models import (
     count_parameters,
     create_model,
@@ -43,6 +41,8 @@ from mlzsl.models import (
 )
 from mlzsl.progress import progress
 from mlzsl.store.extract import extract_features
+from mlzsl.training.engine import fit
+from mlzsl.training.losses import ranking_loss
 
 # image-input models (ml2p_official) train end to end from the scenes resized to this side: VGG19-BN
 # at 32 px costs ~1/50 of 224 px, so three seeds fit in minutes on a laptop CPU (pool5 is 1×1)

@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.config import TrainConfig, load_config, packaged_config
 from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
-from mlzsl.engine import fit
-from mlzsl.evaluation import label_vectors, predict_scores
+from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.evaluation import label_vectors, predict_scores
+from mlzsl.inference.tagger import Tagger, remember_demo_checkpoint
 from mlzsl.labels import LabelSet
 from mlzsl.report import write_report
 from mlzsl.store.extract import extract_features
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.tagger import Tagger, remember_demo_checkpoint
+from mlzsl.training.engine import fit
 
 DEMO_MODELS = ("ml2p", "fast0tag")
 

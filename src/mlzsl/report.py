@@ -4,8 +4,8 @@ Read from the run folder (``mlzsl train --out``): ``history.csv`` (loss and ZSL/
 epoch), ``metrics.json`` (best epoch and its metrics), ``per_label[_<convention>]_{zsl,gzsl}.csv``
 (per-label AP), ``scores.npz`` (the test scores of the final evaluation, written by training and
 ``mlzsl eval --per-label``; needed only for the precision–recall curves) and ``best.pt`` (the
-model card, :func:`mlzsl.card.model_card`; the test-set variant line). Nothing is recomputed with
-a model.
+model card, :func:`mlzsl.inference.card.model_card`; the test-set variant line). Nothing is
+recomputed with a model.
 
 Written: ``report.html`` (every picture embedded as base64, so the file opens offline and can be
 mailed alone) and beside it ``report_curves.png``, ``report_ap_zsl.png``, ``report_ap_gzsl.png``,
@@ -144,7 +144,7 @@ def write_report(
         items = "".join(f"<li>{html.escape(m)}</li>" for m in report.missing)
         sections.append(f"<h2>Left out</h2><ul>{items}</ul>")
     if card is not None:
-        from mlzsl.card import card_text
+        from mlzsl.inference.card import card_text
 
         sections.append(f"<h2>Model card</h2><pre>{html.escape(card_text(card))}</pre>")
     title = f"mlzsl report: {html.escape(run_dir.resolve().name)}"
@@ -169,8 +169,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _card(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    from mlzsl.card import model_card
-    from mlzsl.checkpoint import load_checkpoint
+    from mlzsl.inference.card import model_card
+    from mlzsl.inference.checkpoint import load_checkpoint
 
     return model_card(load_checkpoint(path), path=path)
 

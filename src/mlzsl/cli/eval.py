@@ -87,15 +87,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _ready_models() -> tuple[str, ...]:
-    from mlzsl.tagger import NAMED_CHECKPOINTS
+    from mlzsl.inference.tagger import NAMED_CHECKPOINTS
 
     return tuple(n for n in NAMED_CHECKPOINTS if n != "demo")
 
 
 def _on_store(args: argparse.Namespace, spec: str) -> Outcome:
-    from mlzsl.evaluation import evaluate_checkpoint
+    from mlzsl.inference.evaluation import evaluate_checkpoint
+    from mlzsl.inference.tagger import resolve_checkpoint
     from mlzsl.store.feature_store import FeatureStore
-    from mlzsl.tagger import resolve_checkpoint
 
     name, results = evaluate_checkpoint(
         resolve_checkpoint(spec), args.store, embedder=args.embedder, split=args.split
@@ -105,8 +105,8 @@ def _on_store(args: argparse.Namespace, spec: str) -> Outcome:
 
 def _on_folder(args: argparse.Namespace, spec: str | None) -> Outcome:
     from mlzsl.datasets.dataset_info import read_dataset_info
-    from mlzsl.evaluation import evaluate_folder
-    from mlzsl.tagger import Tagger, resolve_checkpoint
+    from mlzsl.inference.evaluation import evaluate_folder
+    from mlzsl.inference.tagger import Tagger, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(spec)
     tagger = Tagger.from_checkpoint(checkpoint, embedder=args.embedder)

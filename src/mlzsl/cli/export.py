@@ -1,7 +1,7 @@
 """``mlzsl export --checkpoint CKPT|NAME --out model.onnx``: the tagging path as ONNX.
 
-See :mod:`mlzsl.export`; ``mlzsl tag --onnx model.onnx`` tags with the file, without torch.
-Needs the ``export`` extra (``pip install 'mlzsl[export]'``: onnx, onnxruntime).
+See :mod:`mlzsl.inference.export`; ``mlzsl tag --onnx model.onnx`` tags with the file, without
+torch. Needs the ``export`` extra (``pip install 'mlzsl[export]'``: onnx, onnxruntime).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     """Export and say where the file is."""
     from mlzsl.cli._common import print_json
     from mlzsl.errors import DataError
-    from mlzsl.export import export_checkpoint, require_onnx
+    from mlzsl.inference.export import export_checkpoint, require_onnx
 
     require_onnx()  # the one-line install hint before any model is loaded
     if args.out.is_dir():

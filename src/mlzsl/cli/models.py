@@ -1,5 +1,5 @@
 """``mlzsl models``: registered models with their parameter counts, or, with ``--checkpoint``,
-the model card of one checkpoint (:func:`mlzsl.card.model_card`)."""
+the model card of one checkpoint (:func:`mlzsl.inference.card.model_card`)."""
 
 from __future__ import annotations
 
@@ -63,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _card(args: argparse.Namespace) -> int:
-    from mlzsl.card import card_text, model_card
-    from mlzsl.checkpoint import load_checkpoint
     from mlzsl.cli._common import print_json
-    from mlzsl.tagger import NAMED_CHECKPOINTS, resolve_checkpoint
+    from mlzsl.inference.card import card_text, model_card
+    from mlzsl.inference.checkpoint import load_checkpoint
+    from mlzsl.inference.tagger import NAMED_CHECKPOINTS, resolve_checkpoint
 
     path = resolve_checkpoint(args.checkpoint)
     name = args.checkpoint if args.checkpoint in NAMED_CHECKPOINTS else path.name

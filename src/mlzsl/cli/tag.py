@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from mlzsl.cli import add_batch_size_argument, add_threads_argument, positive_int
 
 if TYPE_CHECKING:
-    from mlzsl.tags import TagRun
+    from mlzsl.inference.tags import TagRun
 
 NAME = "tag"
 HELP = "tag photos (files or folders) with any labels you type (default: the real-photo model)"
@@ -57,13 +57,13 @@ def run(args: argparse.Namespace) -> int:
     """Tag, then print (or write) each image's ranked labels and the skipped files."""
     from mlzsl.cli._common import print_json
     from mlzsl.errors import ConfigError, DataError
-    from mlzsl.tags import read_labels_file
+    from mlzsl.inference.tags import read_labels_file
 
     labels = read_labels_file(args.labels_file) if args.labels_file else args.labels
     if args.out is not None and args.out.is_dir():
         raise DataError(f"{args.out}: --out names a folder; give a .csv file path")
     if args.onnx is not None:  # onnxruntime, no torch imported
-        from mlzsl.onnx_runtime import OnnxTagger
+        from mlzsl.inference.onnx_runtime import OnnxTagger
 
         if args.checkpoint is not None or args.embedder is not None:
             raise ConfigError("--onnx takes no --checkpoint or --embedder: the file holds both")
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
         )
     else:
+        from mlzsl.inference.tagger import Tagger, resolve_checkpoint
         from mlzsl.runtime import set_threads
-        from mlzsl.tagger import Tagger, resolve_checkpoint
 
         set_threads(args.threads)
         checkpoint = resolve_checkpoint(args.checkpoint)

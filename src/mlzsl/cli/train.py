@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     """Train, then print the best epoch's metrics."""
     from mlzsl.cli._common import print_json, results_text
     from mlzsl.config import TrainConfig, load_config, model_default_config
-    from mlzsl.engine import fit
     from mlzsl.runtime import set_threads
     from mlzsl.store.feature_store import FeatureStore
+    from mlzsl.training.engine import fit
 
     set_threads(args.threads)
     overrides = list(args.overrides)

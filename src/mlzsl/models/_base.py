@@ -141,10 +141,10 @@ def _capturing_config(init: Callable[..., None]) -> Callable[..., None]:
         bound.apply_defaults()
         sizes = {k: v for k, v in bound.arguments.items() if k in ("in_channels", "embed_dim")}
         self.check_positive(**sizes)
-        init(self, **kwargs)
         floats = _float_arguments(init)
         arguments = list(bound.arguments.items())[1:]  # without self
-        self.config = {k: float(v) if k in floats else v for k, v in arguments}
+        self.config = {k: float(v) if k in floats else v for k, v in arguments}  # __init__ reads it
+        init(self, **kwargs)
 
     return init_and_capture
 

@@ -182,40 +182,33 @@ class SharedAttentionModel(MLZSLModel):
     attention: SharedAttention
     W: nn.Linear
 
-    def build_trunk(
-        self,
-        in_channels: int,
-        embed_dim: int,
-        conv_channels: int | None,
-        use_conv: bool,
-        init: str,
-        bn_eps: float,
-        bn_momentum: float,
-        **num_attentions: int,
-    ) -> None:
+    def build_trunk(self, count: str) -> None:
         """Check the trunk's arguments, then build ``attention`` and ``W`` (in that order: the
         seeded initial weights depend on it).
 
-        The arguments are the model's of the same names (see :class:`SharedAttention`);
-        ``num_attentions`` is T as one keyword named as the model names it (``num_attentions=``,
-        ``num_clusters=``), so that an error names the model's argument.
+        The arguments are the model's of the same names in ``self.config`` (see
+        :class:`SharedAttention`); ``count`` names the model's argument for T
+        (``num_attentions``, ``num_clusters``), so that an error names it.
         """
-        self.check_choice("init", init, INITS)
+        config = self.config
+        self.check_choice("init", config["init"], INITS)
+        conv_channels = config["conv_channels"]
         self.check_positive(
-            **num_attentions,
-            conv_channels=in_channels if conv_channels is None else conv_channels,
+            **{count: config[count]},
+            conv_channels=config["in_channels"] if conv_channels is None else conv_channels,
         )
-        (count,) = num_attentions.values()
         self.attention = SharedAttention(
-            in_channels=in_channels,
+            in_channels=config["in_channels"],
             conv_channels=conv_channels,
-            num_attentions=count,
-            use_conv=use_conv,
-            init=init,
-            bn_eps=bn_eps,
-            bn_momentum=bn_momentum,
+            num_attentions=config[count],
+            use_conv=config["use_conv"],
+            init=config["init"],
+            bn_eps=config["bn_eps"],
+            bn_momentum=config["bn_momentum"],
         )
-        self.W = label_classifier(embed_dim, self.attention.out_channels, init)  # [C', E]
+        self.W = label_classifier(
+            config["embed_dim"], self.attention.out_channels, config["init"]
+        )  # [C', E]
 
     def attention_maps(self, features: Tensor) -> Tensor:
         """Attention weights [B, T, P] of each image (each map sums to 1 over the P regions)."""

@@ -93,16 +93,7 @@ class AttentionPerCluster(SharedAttentionModel):
         bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
-        self.build_trunk(
-            in_channels,
-            embed_dim,
-            conv_channels,
-            use_conv,
-            init,
-            bn_eps,
-            bn_momentum,
-            num_clusters=num_clusters,
-        )
+        self.build_trunk("num_clusters")
         self.check_positive(kmeans_iterations=kmeans_iterations)
         self.check_non_negative(lambda_span=lambda_span)
         self.num_clusters, self.kmeans_iterations = num_clusters, kmeans_iterations

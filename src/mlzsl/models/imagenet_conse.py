@@ -15,7 +15,7 @@ T = 10 (its headline CONSE(10); it reports T = 1, 10, 1000), p the plain softmax
 Unlike :mod:`mlzsl.models.conse` (a classifier trained on the seen labels of a feature store),
 this classifier is the backbone's own ImageNet layer (``_fc``: [K, C] weights and [K] bias),
 stored with the K class-name vectors as buffers, so a checkpoint is self-describing and nothing is
-trained. :mod:`mlzsl.pretrained` fills the buffers and writes the checkpoint.
+trained. :mod:`mlzsl.inference.pretrained` fills the buffers and writes the checkpoint.
 
 Spatial scoring (``spatial="max"``). A photo holds several objects, many small, while a pooled
 classifier sees the mix and names the biggest. The classifier is linear, so it applies at every
@@ -57,8 +57,8 @@ class ImagenetConse(MLZSLModel):
         spatial: ``"none"`` (pooled vector only) or ``"max"`` (pooled + best position).
         spatial_weight: weight of the best-position cosine when ``spatial="max"``.
 
-    Parameters (filled by :mod:`mlzsl.pretrained`; drawn from torch's RNG when built, so a fresh
-    model is not degenerate): classifier_weight [K, C], classifier_bias [K], class_vectors
+    Parameters (filled by :mod:`mlzsl.inference.pretrained`; drawn from torch's RNG when built, so a
+    fresh model is not degenerate): classifier_weight [K, C], classifier_bias [K], class_vectors
     [K, E] (unit rows). They are parameters, not buffers, only so that the model stays an
     ordinary differentiable module; nothing trains them (the model is registered as a ready,
     not trainable, model).

@@ -134,16 +134,7 @@ class LESA(SharedAttentionModel):
         bn_momentum: float = 0.01,
     ) -> None:
         super().__init__()
-        self.build_trunk(
-            in_channels,
-            embed_dim,
-            conv_channels,
-            use_conv,
-            init,
-            bn_eps,
-            bn_momentum,
-            num_attentions=num_attentions,
-        )
+        self.build_trunk("num_attentions")
         self.check_non_negative(
             lambda_span=lambda_span, lambda_dist=lambda_dist, lambda_global=lambda_global
         )

@@ -1,7 +1,7 @@
 """``mlzsl serve``: a web page and an HTTP API over one tagging model.
 
 * :mod:`mlzsl.server.service` — the computing side, without HTTP: :class:`TagService` holds one
-  :class:`~mlzsl.tagger.Tagger`, caches label vectors per label list, checks every request
+  :class:`~mlzsl.inference.tagger.Tagger`, caches label vectors per label list, checks every request
   against :class:`Limits` and runs one request at a time under a lock;
 * :mod:`mlzsl.server.app` — the FastAPI application: ``GET /`` (the page, package data
   ``static/index.html``), ``GET /api/health``, ``GET /api/model``, ``POST /api/tag``; inference

@@ -4,8 +4,8 @@
 uploaded files from their file objects (never from a path the client names, never unpickled),
 scores them against the label vectors of the request's label list (kept in a small LRU cache, so a
 page that sends the same labels again skips the embedder) and returns the JSON shape of
-``mlzsl tag --json`` (:meth:`mlzsl.tags.TagRun.to_dict`) plus ``checkpoint``, ``files`` and
-``timing``. Calls are serialised by a lock: torch runs one request at a time, which on a CPU is
+``mlzsl tag --json`` (:meth:`mlzsl.inference.tags.TagRun.to_dict`) plus ``checkpoint``, ``files``
+and ``timing``. Calls are serialised by a lock: torch runs one request at a time, which on a CPU is
 also the fastest way to run several.
 
 A request the service refuses raises :class:`ApiError` (an HTTP status and one line); the web
@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mlzsl.card import model_card as shared_model_card
-from mlzsl.checkpoint import Checkpoint, load_checkpoint
 from mlzsl.errors import ConfigError, MlzslError
 from mlzsl.images import ImageTooLarge
-from mlzsl.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
-from mlzsl.tags import TagRun, rank_row
+from mlzsl.inference.card import model_card as shared_model_card
+from mlzsl.inference.checkpoint import Checkpoint, load_checkpoint
+from mlzsl.inference.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
+from mlzsl.inference.tags import TagRun, rank_row
 
 __all__ = ["ApiError", "Limits", "TagService", "Upload", "model_card"]
 
@@ -107,8 +107,8 @@ def clean_name(name: str | None, index: int, taken: set[str]) -> str:
 
 
 def model_card(ckpt: Checkpoint, path: Path, tagger: Tagger, name: str) -> dict[str, Any]:
-    """What ``GET /api/model`` shows: the shared card (:func:`mlzsl.card.model_card`) with the
-    loaded tagger's embedder (``--embedder`` may override the checkpoint's) and its parameter
+    """What ``GET /api/model`` shows: the shared card (:func:`mlzsl.inference.card.model_card`) with
+    the loaded tagger's embedder (``--embedder`` may override the checkpoint's) and its parameter
     count, backbone included."""
     card = shared_model_card(ckpt, path=path, name=name)
     card["backbone"]["image_size"] = tagger.image_size
@@ -215,7 +215,7 @@ class TagService:
         Kept in memory only (at most ``label_cache`` lists and :data:`CACHED_LABEL_ROWS` rows):
         unlike :meth:`Tagger.label_vectors`, whose cache on disk grows by a file per new label
         list, what clients send never reaches the disk. A checkpoint's ``label_prompt``
-        (:mod:`mlzsl.pretrained`) is applied to each name first, as for its class names.
+        (:mod:`mlzsl.inference.pretrained`) is applied to each name first, as for its class names.
         """
         key = tuple(labels)
         if key in self._vectors:

@@ -2,7 +2,7 @@
 
 The trainer knows nothing about a model beyond ``model(features [B, C, H, W], label_vectors
 [L, E]) -> scores [B, L]`` (and ``extra_loss(targets)``). Training scores the store's *seen*
-labels only; each evaluation (:mod:`mlzsl.evaluation`) scores every label of the store and
+labels only; each evaluation (:mod:`mlzsl.inference.evaluation`) scores every label of the store and
 reports ZSL and GZSL under every convention of the store's benchmark
 (:class:`mlzsl.protocol.Results`).
 
@@ -39,7 +39,10 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler
 
-from mlzsl.checkpoint import (
+from mlzsl.config import TrainConfig, save_config
+from mlzsl.distributed import barrier, setup_distributed
+from mlzsl.errors import ConfigError, DataError
+from mlzsl.inference.checkpoint import (
     Checkpoint,
     Preprocess,
     StoreRecord,
@@ -47,11 +50,7 @@ from mlzsl.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from mlzsl.config import TrainConfig, save_config
-from mlzsl.distributed import barrier, setup_distributed
-from mlzsl.errors import ConfigError, DataError
-from mlzsl.evaluation import evaluate_model, label_vectors
-from mlzsl.losses import get_loss
+from mlzsl.inference.evaluation import evaluate_model, label_vectors
 from mlzsl.models import (
     MLZSLModel,
     create_model,
@@ -63,6 +62,7 @@ from mlzsl.models import (
 from mlzsl.progress import progress
 from mlzsl.protocol import EvalResult, Results, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
+from mlzsl.training.losses import get_loss
 
 
 class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -1,6 +1,6 @@
 """The model card of a checkpoint: what a model is, what it was trained on, how well it did.
 
-:func:`model_card` reads only the fields of a :class:`mlzsl.checkpoint.Checkpoint`, so
+:func:`model_card` reads only the fields of a :class:`mlzsl.inference.checkpoint.Checkpoint`, so
 ``mlzsl models --checkpoint``, the server's ``GET /api/model`` and ``mlzsl report`` show the same
 card. Keys, every one always present (``None`` when the checkpoint does not say):
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mlzsl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mlzsl.checkpoint import Checkpoint
+    from mlzsl.inference.checkpoint import Checkpoint
 
 __all__ = ["card_text", "model_card", "model_paper"]
 
@@ -50,7 +50,7 @@ def model_card(
     """The card of a loaded checkpoint (see the module docstring for its keys).
 
     Args:
-        ckpt: a checkpoint as :func:`mlzsl.checkpoint.load_checkpoint` returns it.
+        ckpt: a checkpoint as :func:`mlzsl.inference.checkpoint.load_checkpoint` returns it.
         path: the file it was read from (its name fills ``checkpoint``).
         name: what the user called it (a ready model's name, or the file name).
     """

@@ -1,10 +1,10 @@
 """Tagging without torch: label lists, image lists, tag results and :class:`ImageScorer`.
 
-:mod:`mlzsl.tagger` (torch) and :mod:`mlzsl.onnx_runtime` (onnxruntime) are both an
-:class:`ImageScorer`, which holds the decoding, the label vectors and the tagging loop
+:mod:`mlzsl.inference.tagger` (torch) and :mod:`mlzsl.inference.onnx_runtime` (onnxruntime) are both
+an :class:`ImageScorer`, which holds the decoding, the label vectors and the tagging loop
 (:func:`score_files`) once, so a label list is parsed, a folder searched, a bad file skipped and a
-score row ranked the same way on either path; :func:`mlzsl.evaluation.evaluate_folder` runs the
-same loop.
+score row ranked the same way on either path; :func:`mlzsl.inference.evaluation.evaluate_folder`
+runs the same loop.
 """
 
 from __future__ import annotations
@@ -136,8 +136,9 @@ def same_size_runs(images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 class ImageScorer(ABC):
-    """Decode images, embed labels, score them: what the torch :class:`mlzsl.tagger.Tagger` and
-    the torch-free :class:`mlzsl.onnx_runtime.OnnxTagger` share.
+    """Decode images, embed labels, score them: what the torch
+    :class:`mlzsl.inference.tagger.Tagger` and the torch-free
+    :class:`mlzsl.inference.onnx_runtime.OnnxTagger` share.
 
     A subclass sets the preprocessing attributes and implements :meth:`score_pixels`; decoding,
     label vectors, batching by size and the tagging loop (:func:`score_files`) are written here

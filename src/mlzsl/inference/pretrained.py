@@ -1,10 +1,10 @@
 """Ready real-photo models that need no training: CONSE over the backbone's ImageNet classifier.
 
-``mlzsl.pretrained.real_photo_checkpoint(name)`` returns the path of a ready real-photo
+``mlzsl.inference.pretrained.real_photo_checkpoint(name)`` returns the path of a ready real-photo
 checkpoint (default :data:`DEFAULT_PHOTO_MODEL`, ``"photo"``), building it on first use in
 ``<cache_home>/pretrained/`` (see :func:`mlzsl.runtime.cache_home`). It is an ordinary
-self-describing checkpoint (:mod:`mlzsl.checkpoint`): :class:`mlzsl.Tagger` and ``mlzsl eval``
-load it like a trained one.
+self-describing checkpoint (:mod:`mlzsl.inference.checkpoint`): :class:`mlzsl.Tagger` and ``mlzsl
+eval`` load it like a trained one.
 
 A checkpoint is built from a :class:`PhotoRecipe`: the backbone with its packaged ImageNet
 weights, whose 1000-way classifier (``_fc``, ignored by the backbone itself) becomes the
@@ -52,9 +52,9 @@ from mlzsl import __version__
 from mlzsl.backbones import create_backbone
 from mlzsl.backbones import efficientnet_lite as _lite
 from mlzsl.backbones._weights import read_state_dict, sha256_file
-from mlzsl.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.inference.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
 from mlzsl.models.imagenet_conse import ImagenetConse
 from mlzsl.runtime import cache_home
 

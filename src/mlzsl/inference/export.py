@@ -1,15 +1,15 @@
 """``mlzsl export``: a checkpoint's whole tagging path as one ONNX graph.
 
 The graph takes ``pixels`` float32 [B, 3, H, W] (decoded and normalised as
-:meth:`mlzsl.tagger.Tagger.decode` does) and ``label_vectors`` float32 [L, E] and returns
+:meth:`mlzsl.inference.tagger.Tagger.decode` does) and ``label_vectors`` float32 [L, E] and returns
 ``scores`` float32 [B, L]: backbone, then head, exactly ``Tagger.score_pixels``. The label set
 stays an input, so the exported model is as open-vocabulary as the checkpoint. B, L, H and W are
 dynamic axes (the ready ``photo`` models keep the aspect ratio, so H and W vary per image).
 
-The model card (:func:`mlzsl.card.model_card`) is stored in the ONNX metadata as JSON under
-``mlzsl_card``, with the preprocessing the runtime needs as keys of their own: ``image_size``,
+The model card (:func:`mlzsl.inference.card.model_card`) is stored in the ONNX metadata as JSON
+under ``mlzsl_card``, with the preprocessing the runtime needs as keys of their own: ``image_size``,
 ``resize``, ``mean``, ``std`` (JSON lists), ``embedder``, ``label_prompt``, ``embed_dim``.
-:mod:`mlzsl.onnx_runtime` reads them and needs no torch.
+:mod:`mlzsl.inference.onnx_runtime` reads them and needs no torch.
 
 The graph is traced with torch's TorchScript-based exporter (opset :data:`OPSET`); Python control
 flow that reads a shape is fixed at the traced shape, so every model is checked against torch
@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlzsl.card import model_card
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.errors import ConfigError, DataError
-from mlzsl.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
+from mlzsl.inference.card import model_card
+from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
 
 __all__ = ["OPSET", "TaggingGraph", "export_checkpoint", "export_module", "require_onnx"]
 

@@ -1,9 +1,9 @@
 """The one checkpoint record: :class:`Checkpoint`, saved as a self-describing ``torch.save`` dict.
 
-Training (:mod:`mlzsl.engine`) and the ready models (:mod:`mlzsl.pretrained`) build a
-:class:`Checkpoint`; the tagger, evaluation, the server, export, the model card and the report
-read one through :func:`load_checkpoint`, the one reader, which checks the file and upgrades what
-older files lack (:data:`_SAVED_BEFORE`, a missing ``resize``, preprocessing read from the
+Training (:mod:`mlzsl.training.engine`) and the ready models (:mod:`mlzsl.inference.pretrained`)
+build a :class:`Checkpoint`; the tagger, evaluation, the server, export, the model card and the
+report read one through :func:`load_checkpoint`, the one reader, which checks the file and upgrades
+what older files lack (:data:`_SAVED_BEFORE`, a missing ``resize``, preprocessing read from the
 backbone's identity, a ready model's recipe kept under ``config``). Nothing else reads the dict.
 
 On disk (format ``mlzsl-checkpoint-1``, tensors and plain types only, so it loads with
@@ -112,7 +112,8 @@ class Checkpoint:
         store: the training store (``None`` for ready models).
         config: the resolved training config (:meth:`mlzsl.config.TrainConfig.to_dict`);
             ``None`` for ready models.
-        pretrained: a ready model's recipe (:class:`mlzsl.pretrained.PhotoRecipe` fields, its
+        pretrained: a ready model's recipe (:class:`mlzsl.inference.pretrained.PhotoRecipe` fields,
+        its
             name and the classifier's origin); ``None`` for trained ones.
         epoch: the epoch the weights were saved after (0: nothing trained).
         metrics: the test metrics of these weights, primary convention (percent).

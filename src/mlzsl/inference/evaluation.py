@@ -7,9 +7,9 @@ NUS-WIDE and user data, two for Open Images: :class:`mlzsl.protocol.Results`).
 Under torchrun each rank scores its DistributedSampler shard and the shards are gathered, dropping
 the duplicate rows DistributedSampler pads in.
 
-:func:`evaluate_folder` evaluates a tagger (:class:`mlzsl.tags.ImageScorer`, torch or ONNX) on a
-user data folder directly from its images (no feature store, no training): any labelled folder,
-even one whose labels are all unseen and whose images are all test images, goes through the
+:func:`evaluate_folder` evaluates a tagger (:class:`mlzsl.inference.tags.ImageScorer`, torch or
+ONNX) on a user data folder directly from its images (no feature store, no training): any labelled
+folder, even one whose labels are all unseen and whose images are all test images, goes through the
 same protocol.
 """
 
@@ -27,17 +27,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from mlzsl.checkpoint import load_checkpoint
 from mlzsl.datasets.dataset_info import EvaluationKind, read_dataset_info
 from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.distributed import SINGLE_PROCESS, DistInfo, unwrap
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.tags import ImageScorer, score_files
 from mlzsl.labels import LabelSet
 from mlzsl.progress import progress
 from mlzsl.protocol import Results, evaluate, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.tags import ImageScorer, score_files
 
 __all__ = [
     "FolderEvaluation",
@@ -185,10 +185,11 @@ def evaluate_folder(
 ) -> FolderEvaluation:
     """Score the ``split`` images of a user data folder against its whole vocabulary, evaluate.
 
-    ``scorer`` is a :class:`~mlzsl.tagger.Tagger` or an :class:`~mlzsl.onnx_runtime.OnnxTagger`
-    (the loop is :func:`mlzsl.tags.score_files`, as for tagging). The folder's ``dataset.json``
-    (if any) picks the benchmark's conventions and K values; an image that does not decode is
-    left out and listed.
+    ``scorer`` is a :class:`~mlzsl.inference.tagger.Tagger` or an
+    :class:`~mlzsl.inference.onnx_runtime.OnnxTagger` (the loop is
+    :func:`mlzsl.inference.tags.score_files`, as for tagging). The folder's ``dataset.json`` (if
+    any) picks the benchmark's conventions and K values; an image that does not decode is left out
+    and listed.
     """
     started = time.perf_counter()
     dataset = read_user_dataset(data_dir)

@@ -3,13 +3,14 @@
 A checkpoint names its backbone (and weights), its embedder and its model, so the tagger runs the
 whole path: image -> backbone feature map -> model scores against the vectors of whatever label
 names the caller types. Labels never seen in training are scored the same way as seen ones.
-Decoding, label vectors and the tagging loop are :class:`mlzsl.tags.ImageScorer`'s, shared with
-the ONNX runtime (:mod:`mlzsl.onnx_runtime`).
+Decoding, label vectors and the tagging loop are :class:`mlzsl.inference.tags.ImageScorer`'s, shared
+with the ONNX runtime (:mod:`mlzsl.inference.onnx_runtime`).
 
 Checkpoints are named by path or by a short name (:data:`NAMED_CHECKPOINTS`): ``photo``, the
-ready real-photo model built on first use (:mod:`mlzsl.pretrained`), is the default; ``demo`` is
-the latest ``mlzsl demo``'s. :meth:`Tagger.tag_files` takes files and folders, decodes in
-batches and skips (and lists) files that are not readable images (:class:`mlzsl.tags.TagRun`).
+ready real-photo model built on first use (:mod:`mlzsl.inference.pretrained`), is the default;
+``demo`` is the latest ``mlzsl demo``'s. :meth:`Tagger.tag_files` takes files and folders, decodes
+in batches and skips (and lists) files that are not readable images
+(:class:`mlzsl.inference.tags.TagRun`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import torch
 from torch import nn
 
 from mlzsl.backbones import Backbone, create_backbone
-from mlzsl.checkpoint import Checkpoint, Preprocess, load_checkpoint
 from mlzsl.embeddings import create_embedder
 from mlzsl.embeddings.base import Embedder
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.images import RESIZE_MODES
-from mlzsl.pretrained import DEFAULT_PHOTO_MODEL, PHOTO_MODELS, real_photo_checkpoint
+from mlzsl.inference.checkpoint import Checkpoint, Preprocess, load_checkpoint
+from mlzsl.inference.pretrained import DEFAULT_PHOTO_MODEL, PHOTO_MODELS, real_photo_checkpoint
+from mlzsl.inference.tags import ImageScorer
 from mlzsl.runtime import cache_home
-from mlzsl.tags import ImageScorer
 
 DEFAULT_CHECKPOINT = DEFAULT_PHOTO_MODEL
 NAMED_CHECKPOINTS = {
@@ -64,7 +65,7 @@ def backbone_from_identity(identity: dict[str, Any], image_size: int | None) -> 
 class Tagger(ImageScorer):
     """Backbone + model + embedder, ready to score images against label names (torch).
 
-    Decoding, label vectors and the tagging loop are :class:`mlzsl.tags.ImageScorer`'s.
+    Decoding, label vectors and the tagging loop are :class:`mlzsl.inference.tags.ImageScorer`'s.
 
     Args:
         model: a model following ``model(features, label_vectors) -> scores``.

@@ -1,10 +1,10 @@
 """Tagging with an exported model (``mlzsl export``) on onnxruntime, numpy and Pillow: no torch.
 
 :class:`OnnxTagger` reads the preprocessing and the embedder from the ONNX file's metadata
-(:mod:`mlzsl.export`); decoding, label vectors and the tagging loop are
-:class:`mlzsl.tags.ImageScorer`'s, as for :class:`mlzsl.tagger.Tagger`, and onnxruntime scores:
-``mlzsl tag --onnx model.onnx`` ranks the labels ``mlzsl tag --checkpoint`` ranks, with scores
-equal to 1e-4.
+(:mod:`mlzsl.inference.export`); decoding, label vectors and the tagging loop are
+:class:`mlzsl.inference.tags.ImageScorer`'s, as for :class:`mlzsl.inference.tagger.Tagger`, and
+onnxruntime scores: ``mlzsl tag --onnx model.onnx`` ranks the labels ``mlzsl tag --checkpoint``
+ranks, with scores equal to 1e-4.
 
 This module imports no torch (``tests/test_export.py`` checks it). The embedder may: ``glove50``
 and ``glove:PATH`` are numpy only, while ``minilm`` (the ``photo`` models) runs
@@ -22,7 +22,7 @@ import numpy as np
 from mlzsl.embeddings import create_embedder
 from mlzsl.embeddings.base import Embedder
 from mlzsl.errors import ConfigError, DataError
-from mlzsl.tags import ImageScorer
+from mlzsl.inference.tags import ImageScorer
 
 __all__ = ["OnnxTagger", "require_onnxruntime"]
 
