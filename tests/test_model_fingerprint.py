@@ -42,7 +42,7 @@ def fingerprint(name: str) -> dict[str, Any]:
         "params": params,
         "train": train.detach().flatten().tolist(),
         "eval": scores.flatten().tolist(),
-        "extra": None if extra is None else float(extra),
+        "extra": None if extra is None else float(extra.detach()),
     }
 
 
