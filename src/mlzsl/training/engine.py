@@ -458,8 +458,7 @@ class Trainer:
                     writer = _TensorBoard(self.out_dir)
                 self._save_last()
                 _write_history(self.out_dir / "history.csv", self.state.history)
-                if writer is not None:
-                    writer.log(row)
+                writer.log(row)
         if writer is not None:
             writer.close()
         return self._finish(first, time.perf_counter() - started)
@@ -521,24 +520,18 @@ def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
 
 
 class _TensorBoard:
-    """Per-epoch scalars to TensorBoard when the package is installed (it is a dependency)."""
+    """Per-epoch scalars to TensorBoard (``tensorboard`` is a dependency), in ``out/tensorboard``."""
 
     def __init__(self, out_dir: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # pragma: no cover - tensorboard is a declared dependency
-            self.writer = None
-        else:
-            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        from torch.utils.tensorboard import SummaryWriter  # slow to import: only when training
+
+        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
 
     def log(self, row: dict[str, float]) -> None:
-        if self.writer is None:
-            return
         for key, value in row.items():
             if key != "epoch" and not (isinstance(value, float) and math.isnan(value)):
                 self.writer.add_scalar(key, value, int(row["epoch"]))
         self.writer.flush()
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        self.writer.close()
