@@ -520,7 +520,7 @@ def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
 
 
 class _TensorBoard:
-    """Per-epoch scalars to TensorBoard (``tensorboard`` is a dependency), in ``out/tensorboard``."""
+    """Per-epoch scalars to TensorBoard (a dependency), in ``out/tensorboard``."""
 
     def __init__(self, out_dir: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter  # slow to import: only when training
