@@ -59,6 +59,20 @@ class TrainConfig:
             on Open Images, else 3, 5 (NUS-WIDE, scenes, user data).
         amp: ``false`` (float32) or ``bf16``: the training forward pass under bfloat16 autocast
             (CPU or CUDA; no loss scaling, bf16 keeps float32's exponent range).
+        backbone: the backbone ``mlzsl train --data`` extracts an image folder with (``None``:
+            ``efficientnet_lite0``, as ``mlzsl extract``); a ``--store`` brings its own.
+        image_size: the input side ``mlzsl train --data`` extracts at (``None``: the backbone's).
+        label_prompt: a template with one ``{}`` each label name is put in before it is embedded,
+            in training and in the checkpoint (taggers apply it too), or ``None``.
+        teacher: a ready model (``photo``) whose knowledge the run transfers (MKT's idea: He et
+            al., AAAI 2023): it must share the run's embedder, label prompt and backbone.
+        distill_weight: weight of the distillation loss: the student's scores on the *seen*
+            labels matched to the teacher's (per image, standardised over the labels).
+        teacher_init_epochs: epochs of distillation alone before the supervised loss starts
+            (initialisation from the teacher).
+        fusion_weight: w of the checkpoint's scores, (1 − w)·student + w·teacher, each
+            standardised by its mean and spread over the training images and seen labels;
+            stored in the checkpoint, so ``tag``, ``serve`` and ``export`` carry it.
     """
 
     model: str = "ml2p"
@@ -81,6 +95,13 @@ class TrainConfig:
     workers: int = 0
     ks: list[int] | None = None
     amp: bool | str = False
+    backbone: str | None = None
+    image_size: int | None = None
+    label_prompt: str | None = None
+    teacher: str | None = None
+    distill_weight: float = 0.0
+    teacher_init_epochs: int = 0
+    fusion_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML- and JSON-serialisable dict."""
