@@ -175,6 +175,18 @@ def test_resuming_with_another_config_is_refused(tiny_store: Path, tmp_path: Pat
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["epochs"] == 1  # untouched
 
 
+def test_resuming_on_another_store_is_refused(tiny_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    config = load_config(None, ["model=fast0tag", "epochs=1"])
+    fit(config, tiny_store, tmp_path / "run", quiet=True)
+    history = (tmp_path / "run" / "history.csv").read_text()
+    other = shutil.copy(tiny_store, tmp_path / "other.h5")  # same content, another store
+    with pytest.raises(ConfigError, match="a run on another store"):
+        fit(config, other, tmp_path / "run")
+    assert (tmp_path / "run" / "history.csv").read_text() == history  # untouched
+
+
 def test_checkpoint_write_is_atomic_and_damage_is_reported(tmp_path: Path) -> None:
     path = save_tiny_fast0tag(tmp_path / "c.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]

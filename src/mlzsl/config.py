@@ -196,6 +196,20 @@ def config_from_dict(
     for key in ("batch_size", "epochs", "eval_every", "lr_reference_dim"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
             raise ConfigError(f"{at(key)}: {key} must be at least 1")
+    if config.image_size is not None and config.image_size < 1:
+        raise ConfigError(f"{at('image_size')}: image_size must be at least 1")
+    for key, ok in (
+        ("distill_weight", config.distill_weight >= 0),  # NaN fails
+        ("teacher_init_epochs", config.teacher_init_epochs >= 0),
+        ("fusion_weight", 0 <= config.fusion_weight <= 1),
+    ):
+        if not ok:
+            raise ConfigError(
+                f"{at(key)}: distill_weight and teacher_init_epochs must be ≥ 0, "
+                f"fusion_weight between 0 and 1"
+            )
+    if config.label_prompt is not None and config.label_prompt.count("{}") != 1:
+        raise ConfigError(f"{at('label_prompt')}: label_prompt needs exactly one {{}}")
     for key, ok in (
         ("lr", config.lr > 0),  # NaN fails
         ("warmup_epochs", config.warmup_epochs >= 0),

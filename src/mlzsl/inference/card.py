@@ -12,7 +12,8 @@ card. Keys, every one always present (``None`` when the checkpoint does not say)
 ``config`` (the training config; ``None`` for ready models), ``recipe`` (a ready model's
 recipe; ``None`` for trained ones), ``epoch`` (the epoch the checkpoint was saved after: the best
 one for ``best.pt``), ``metrics`` (primary convention, percent), ``metrics_by_convention``,
-``test_set`` (the line naming the test-set variant), ``weights`` (values in the state dict),
+``fusion`` (``teacher``, ``weight``: the ready model the scores are fused with), ``test_set``
+(the line naming the test-set variant), ``weights`` (values in the state dict),
 ``mlzsl_version``.
 """
 
@@ -107,6 +108,9 @@ def model_card(
         "epoch": ckpt.epoch,
         "metrics": ckpt.metrics,
         "metrics_by_convention": ckpt.metrics_by_convention,
+        "fusion": None
+        if ckpt.fusion is None
+        else {"teacher": ckpt.fusion.teacher, "weight": ckpt.fusion.weight},
         "test_set": store.test_set if store else None,
         "weights": sum(int(v.numel()) for v in ckpt.state_dict.values() if hasattr(v, "numel")),
         "mlzsl_version": ckpt.mlzsl_version,
@@ -140,6 +144,12 @@ def card_text(card: dict[str, Any]) -> str:
             f"{vocab['labels']:,} labels: {vocab['seen']:,} seen, {vocab['unseen']:,} unseen",
         ),
         ("trained on", card["trained_on"]),
+        (
+            "fused with",
+            f"{card['fusion']['teacher']} (teacher weight {card['fusion']['weight']:g})"
+            if card.get("fusion")
+            else None,
+        ),
         ("test set", card["test_set"]),
         ("weights", f"{card['weights']:,} values" if card["weights"] is not None else None),
         ("mlzsl", card["mlzsl_version"]),

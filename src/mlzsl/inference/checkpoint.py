@@ -11,7 +11,8 @@ On disk (format ``mlzsl-checkpoint-1``, tensors and plain types only, so it load
 ``embedder_identity``, ``vocabulary`` ({names, seen}), ``backbone`` (identity dict), ``store``
 ({file, dataset, images {train, test}, test_set}), ``image_size``, ``resize``, ``mean``, ``std``,
 ``label_prompt``, ``config``, ``pretrained`` (a ready model's recipe), ``epoch``, ``metrics``,
-``metrics_by_convention``, ``state_dict`` and, in a resumable ``last.pt``, ``train_state``.
+``metrics_by_convention``, ``fusion`` (a ready teacher fused in, :class:`Fusion`), ``state_dict``
+and, in a resumable ``last.pt``, ``train_state``.
 
 A write goes to a temporary file in the same folder, is flushed to disk, then renamed over the
 target, so a killed write never leaves a checkpoint that looks whole.
@@ -27,14 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mlzsl import __version__
 from mlzsl.errors import DataError
 from mlzsl.models import MLZSLModel, create_model
+from mlzsl.models._fusion import ScoreFusion
 
 __all__ = [
     "FORMAT",
     "Checkpoint",
+    "Fusion",
     "Preprocess",
     "StoreRecord",
     "Vocabulary",
@@ -94,6 +98,40 @@ class StoreRecord:
     """The line naming the store's test-set variant (:meth:`FeatureStore.test_set_line`)."""
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """A trained head fused with a ready teacher (:class:`mlzsl.models._fusion.ScoreFusion`).
+
+    Attributes:
+        weight: w, the teacher's share of the standardised scores.
+        student_stats: (mean, spread) of the head's scores over training images × seen labels.
+        teacher_stats: the same for the teacher.
+        teacher: the ready model's name (``photo``).
+        teacher_model: its registered model (``imagenet_conse``).
+        teacher_args: its builder arguments.
+        teacher_state: its weights (the checkpoint tags on its own, with no other file).
+    """
+
+    weight: float
+    student_stats: tuple[float, float]
+    teacher_stats: tuple[float, float]
+    teacher: str
+    teacher_model: str
+    teacher_args: dict[str, Any]
+    teacher_state: dict[str, torch.Tensor] = field(repr=False)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "student_stats": list(self.student_stats),
+            "teacher_stats": list(self.teacher_stats),
+            "teacher": self.teacher,
+            "teacher_model": self.teacher_model,
+            "teacher_args": dict(self.teacher_args),
+            "teacher_state": self.teacher_state,
+        }
+
+
 @dataclass
 class Checkpoint:
     """Everything a trained or ready model needs to tag, evaluate, resume and describe itself.
@@ -118,6 +156,7 @@ class Checkpoint:
         epoch: the epoch the weights were saved after (0: nothing trained).
         metrics: the test metrics of these weights, primary convention (percent).
         metrics_by_convention: the same under every convention of the store.
+        fusion: the ready teacher the head's scores are fused with (``None``: the head alone).
         train_state: optimizer, schedule, RNG states and history (``last.pt`` only).
         mlzsl_version: the version that wrote the file.
     """
@@ -137,6 +176,7 @@ class Checkpoint:
     epoch: int = 0
     metrics: dict[str, Any] | None = None
     metrics_by_convention: dict[str, Any] | None = None
+    fusion: Fusion | None = None
     train_state: dict[str, Any] | None = field(default=None, repr=False)
     mlzsl_version: str = __version__
 
@@ -150,23 +190,17 @@ class Checkpoint:
         """The K values of P/R/F1@K the training config asked for (``None``: the benchmark's)."""
         return (self.config or {}).get("ks")
 
-    def build_model(self) -> MLZSLModel:
-        """The model this checkpoint describes, with its weights, in eval mode."""
-        args = dict(self.model_args)
-        if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
-            args["backbone_weights"] = None
-        try:
-            model = create_model(self.model, **args)
-        except TypeError as e:  # model_args the builder does not take
-            raise DataError(f"checkpoint of {self.model!r}: bad model_args ({e})") from None
-        try:
-            model.load_state_dict(self.state_dict)
-        except RuntimeError as e:  # missing, unexpected or mis-shaped weights
-            first = str(e).strip().splitlines()[-1].strip()[:200]
-            raise DataError(
-                f"checkpoint of {self.model!r}: its weights do not fit the model ({first})"
-            ) from None
-        return model.eval()
+    def build_model(self) -> nn.Module:
+        """The model this checkpoint describes, with its weights, in eval mode: the head, or the
+        head fused with its teacher (:class:`mlzsl.models._fusion.ScoreFusion`)."""
+        head = _build(self.model, self.model_args, self.state_dict)
+        if self.fusion is None:
+            return head
+        fusion = self.fusion
+        teacher = _build(fusion.teacher_model, fusion.teacher_args, fusion.teacher_state)
+        return ScoreFusion(
+            head, teacher, fusion.weight, fusion.student_stats, fusion.teacher_stats
+        ).eval()
 
     def to_payload(self) -> dict[str, Any]:
         """The dict :func:`save_checkpoint` writes (see the module docstring for its keys)."""
@@ -201,9 +235,31 @@ class Checkpoint:
             "epoch": self.epoch,
             "metrics": self.metrics,
             "metrics_by_convention": self.metrics_by_convention,
+            "fusion": None if self.fusion is None else self.fusion.to_payload(),
             "state_dict": self.state_dict,
             **({"train_state": self.train_state} if self.train_state is not None else {}),
         }
+
+
+def _build(
+    name: str, model_args: dict[str, Any], state_dict: dict[str, torch.Tensor]
+) -> MLZSLModel:
+    """The registered model ``name`` built from ``model_args`` with ``state_dict`` loaded."""
+    args = dict(model_args)
+    if args.get("backbone_weights"):  # the state dict holds the trunk: no need for the file
+        args["backbone_weights"] = None
+    try:
+        model = create_model(name, **args)
+    except TypeError as e:  # model_args the builder does not take
+        raise DataError(f"checkpoint of {name!r}: bad model_args ({e})") from None
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:  # missing, unexpected or mis-shaped weights
+        first = str(e).strip().splitlines()[-1].strip()[:200]
+        raise DataError(
+            f"checkpoint of {name!r}: its weights do not fit the model ({first})"
+        ) from None
+    return model.eval()
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
@@ -320,6 +376,24 @@ def _vocabulary(payload: dict[str, Any], path: Path) -> Vocabulary:
     return Vocabulary(tuple(str(n) for n in names), tuple(bool(s) for s in seen))
 
 
+def _fusion(payload: dict[str, Any], path: Path) -> Fusion | None:
+    fusion = _optional_dict(payload, "fusion", path)
+    if fusion is None:
+        return None
+    try:
+        return Fusion(
+            weight=float(fusion["weight"]),
+            student_stats=(float(fusion["student_stats"][0]), float(fusion["student_stats"][1])),
+            teacher_stats=(float(fusion["teacher_stats"][0]), float(fusion["teacher_stats"][1])),
+            teacher=str(fusion["teacher"]),
+            teacher_model=str(fusion["teacher_model"]),
+            teacher_args=dict(fusion["teacher_args"]),
+            teacher_state=dict(fusion["teacher_state"]),
+        )
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise DataError(f"{path}: checkpoint field fusion is malformed") from None
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read, check and upgrade a checkpoint file; errors name the file and what is wrong."""
     path = Path(path)
@@ -346,6 +420,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         epoch=epoch if isinstance(epoch, int) else 0,
         metrics=_optional_dict(payload, "metrics", path),
         metrics_by_convention=_optional_dict(payload, "metrics_by_convention", path),
+        fusion=_fusion(payload, path),
         train_state=_optional_dict(payload, "train_state", path),
         mlzsl_version=str(payload.get("mlzsl_version")),
     )

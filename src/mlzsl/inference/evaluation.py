@@ -49,10 +49,14 @@ __all__ = [
 ]
 
 
-def label_vectors(embedder_spec: str, label_set: LabelSet) -> torch.Tensor:
-    """Vectors of every label of ``label_set`` (float32 [L, E]), cached on disk."""
+def label_vectors(
+    embedder_spec: str, label_set: LabelSet, *, prompt: str | None = None
+) -> torch.Tensor:
+    """Vectors of every label of ``label_set`` (float32 [L, E]), each name put in ``prompt``
+    first when given (a checkpoint's ``label_prompt``); cached on disk."""
     embedder = create_embedder(embedder_spec)
-    return torch.from_numpy(np.ascontiguousarray(embed_labels(label_set.names, embedder)))
+    texts = [prompt.format(name) for name in label_set.names] if prompt else list(label_set.names)
+    return torch.from_numpy(np.ascontiguousarray(embed_labels(texts, embedder)))
 
 
 @torch.no_grad()
@@ -147,7 +151,7 @@ def evaluate_checkpoint(
             f"{ours.get('name')!r} (weights {str(ours.get('sha256'))[:12]})"
         )
     spec = embedder or ckpt.embedder
-    vectors = label_vectors(spec, store.label_set)
+    vectors = label_vectors(spec, store.label_set, prompt=ckpt.label_prompt)
     if vectors.shape[1] != ckpt.embed_dim:
         raise ConfigError(
             f"{checkpoint}: the model expects {ckpt.embed_dim}-d label vectors, embedder "

@@ -44,13 +44,14 @@ from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.inference.checkpoint import (
     Checkpoint,
+    Fusion,
     Preprocess,
     StoreRecord,
     Vocabulary,
     load_checkpoint,
     save_checkpoint,
 )
-from mlzsl.inference.evaluation import evaluate_model, label_vectors
+from mlzsl.inference.evaluation import evaluate_model, label_vectors, predict_scores
 from mlzsl.models import (
     MLZSLModel,
     create_model,
@@ -59,10 +60,12 @@ from mlzsl.models import (
     model_inputs,
     model_trainable,
 )
+from mlzsl.models._fusion import ScoreFusion
 from mlzsl.progress import progress
 from mlzsl.protocol import EvalResult, Results, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.training.losses import get_loss
+from mlzsl.training.losses import distillation_loss, get_loss
+from mlzsl.training.transfer import load_teacher, score_stats
 
 
 class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -299,7 +302,9 @@ class Trainer:
         self.store = FeatureStore(store_path)
         self.ks = resolve_ks(config.ks, self.store.evaluation)
         header = self.store.header
-        self.vectors = label_vectors(config.embedder, header.label_set)  # [L, E]
+        self.vectors = label_vectors(
+            config.embedder, header.label_set, prompt=config.label_prompt
+        )  # [L, E]
         self.seen = torch.from_numpy(header.label_set.seen_idx)
         self.train_rows = self.store.indices("train")
         if len(self.train_rows) == 0 or len(self.seen) == 0:
@@ -307,6 +312,11 @@ class Trainer:
         self.model = build_model(config, header.feature_shape, self.vectors.shape[1])
         self.model.to(self.info.device)
         self.loss_fn = get_loss(config.loss)
+        self.teacher = load_teacher(config, self.store)
+        if self.teacher is not None:
+            self.teacher.model.to(self.info.device)
+        self._teacher_stats: tuple[float, float] | None = None  # fixed: computed once
+        self._student_stats: tuple[int, tuple[float, float]] | None = None  # (epoch, stats)
         self.ddp: nn.Module = self.model
         if self.info.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model)
@@ -362,6 +372,8 @@ class Trainer:
             epoch=self.state.epoch,
             metrics=results.primary.to_dict() if results else None,
             metrics_by_convention=results.by_convention_dict() if results else None,
+            label_prompt=self.config.label_prompt,
+            fusion=self._fusion(),
         )
 
     def _save_last(self) -> None:
@@ -388,6 +400,15 @@ class Trainer:
             )
         if ckpt.train_state is None:
             raise DataError(f"{path}: holds no training state to resume from")
+        ran_on, store = ckpt.store, self.store
+        if ran_on is not None and (ran_on.file, ran_on.train_images) != (
+            store.path.name,
+            len(self.train_rows),
+        ):
+            raise ConfigError(
+                f"{path}: this folder holds a run on another store ({ran_on.file}, "
+                f"{ran_on.train_images:,} training images); use a new --out or the same store"
+            )
         self.model.load_state_dict(ckpt.state_dict)
         train_state = ckpt.train_state
         self.optimizer.load_state_dict(train_state["optimizer"])
@@ -410,10 +431,7 @@ class Trainer:
             targets = targets[:, self.seen].to(self.info.device)  # [b, L_seen]
             with autocast(self.config, self.info.device):
                 scores = self.ddp(feats, seen_vectors)  # [b, L_seen]
-            loss = self.loss_fn(scores.float(), targets)  # the loss in float32 under amp too
-            extra = self.model.extra_loss(targets)
-            if extra is not None:
-                loss = loss + extra
+            loss = self._loss(epoch, feats, seen_vectors, scores, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.grad_clip > 0:
@@ -463,13 +481,74 @@ class Trainer:
             writer.close()
         return self._finish(first, time.perf_counter() - started)
 
+    def _loss(
+        self,
+        epoch: int,
+        feats: torch.Tensor,
+        seen_vectors: torch.Tensor,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        """The batch's loss: the config's loss and the model's own, plus distillation from the
+        teacher (alone during its ``teacher_init_epochs``); float32 under amp too."""
+        config, teacher = self.config, self.teacher
+        distill = None
+        if teacher is not None and (config.distill_weight or epoch <= config.teacher_init_epochs):
+            with torch.no_grad():
+                taught = teacher.model(feats, seen_vectors)  # [b, L_seen]: seen labels only
+            distill = distillation_loss(scores.float(), taught)
+        if distill is not None and epoch <= config.teacher_init_epochs:
+            return distill
+        loss = self.loss_fn(scores.float(), targets)
+        extra = self.model.extra_loss(targets)
+        if extra is not None:
+            loss = loss + extra
+        if distill is not None:
+            loss = loss + config.distill_weight * distill
+        return loss
+
+    def scoring_model(self) -> nn.Module:
+        """What the checkpoint scores with: the head, or the head fused with its teacher."""
+        fusion = self._fusion()
+        if fusion is None or self.teacher is None:
+            return self.model
+        return ScoreFusion(
+            self.model,
+            self.teacher.model,
+            fusion.weight,
+            fusion.student_stats,
+            fusion.teacher_stats,
+        )
+
+    def _train_stats(self, model: nn.Module) -> tuple[float, float]:
+        """Mean and spread of ``model``'s scores over the training rows and seen labels."""
+        seen_vectors = self.vectors[self.seen]
+        return score_stats(
+            predict_scores(model, self.store, self.train_rows, seen_vectors, info=self.info)
+        )
+
+    def _fusion(self) -> Fusion | None:
+        """The fusion record of the current weights (``None`` without fusion)."""
+        if self.teacher is None or not self.config.fusion_weight:
+            return None
+        if self._teacher_stats is None:
+            self._teacher_stats = self._train_stats(self.teacher.model)
+        if self._student_stats is None or self._student_stats[0] != self.state.epoch:
+            self._student_stats = (self.state.epoch, self._train_stats(self.model))
+        return self.teacher.fusion(
+            self.config.fusion_weight, self._student_stats[1], self._teacher_stats
+        )
+
     def evaluate(self) -> Results:
         """Metrics of the current weights on the store's test rows, per convention."""
-        return evaluate_model(self.model, self.store, self.vectors, ks=self.ks, info=self.info)
+        return evaluate_model(
+            self.scoring_model(), self.store, self.vectors, ks=self.ks, info=self.info
+        )
 
     def _finish(self, first: int, seconds: float) -> FitResult:
         barrier(self.info)  # rank 0 has written best.pt
         self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt").state_dict)
+        self._student_stats = None  # the best epoch's weights: their own statistics
         results = self.evaluate()
         best = results.primary
         if self.info.is_main:

@@ -123,3 +123,25 @@ def get_loss(name: str) -> LossFn:
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
     return LOSSES[name]
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, eps: float = 1e-6) -> Tensor:
+    """The student's score rows matched to the teacher's: mean squared difference after each row
+    is standardised over its labels (scale-free: the two models' scores live on other scales).
+
+    Args:
+        student: [B, L] scores of the trained head (L ≥ 2: the seen labels, in training).
+        teacher: [B, L] scores of the ready teacher on the same images and labels (no gradient).
+    """
+    if student.shape != teacher.shape or student.ndim != 2 or student.shape[1] < 2:
+        raise ConfigError(
+            f"distillation needs two [B, L ≥ 2] score matrices, got {tuple(student.shape)} and "
+            f"{tuple(teacher.shape)}"
+        )
+
+    def standardised(scores: Tensor) -> Tensor:
+        scores = _as_float(scores)
+        centred = scores - scores.mean(dim=1, keepdim=True)
+        return centred / (centred.std(dim=1, keepdim=True) + eps)
+
+    return (standardised(student) - standardised(teacher.detach())).pow(2).mean()
