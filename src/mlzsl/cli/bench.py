@@ -1,17 +1,28 @@
-"""``mlzsl bench quality|speed``: every registered model on the scenes data, side by side."""
+"""``mlzsl bench quality|speed``: every registered model side by side.
+
+``quality`` trains on the scenes data (default), a labelled photo folder (``--data DIR``, through
+the store cache) or a store (``--store STORE.h5``), the last two with the configs of a config group
+(``--group photos``) and the zero-training ``photo`` row for scale.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlzsl.cli import add_threads_argument, positive_int
 from mlzsl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from mlzsl.bench import QualityReport
+
 NAME = "bench"
-HELP = "benchmark every model: `quality` (train on scenes, several seeds) or `speed` (heads)"
+HELP = (
+    "benchmark every model: `quality` (train on scenes, a photo folder or a store, several "
+    "seeds) or `speed` (heads)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +36,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "also ml2p:input_pool=2)",
     )
     parser.add_argument("--seeds", type=positive_int, default=3, help="quality: seeds per model")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="quality: a labelled photo folder (user data format) instead of the scenes; "
+        "extracted with each config's backbone into cached stores",
+    )
+    source.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="STORE.h5",
+        help="quality: a feature store instead of the scenes",
+    )
+    parser.add_argument(
+        "--group",
+        default=None,
+        help="quality with --data/--store: the packaged config group, model M trained with "
+        "GROUP/M.yaml (default: photos); models without one are skipped",
+    )
     parser.add_argument("--out", type=Path, default=Path("mlzsl-bench"), help="quality: folder")
-    parser.add_argument("--train", type=positive_int, default=3000, help="quality: train images")
-    parser.add_argument("--test", type=positive_int, default=1000, help="quality: test images")
+    parser.add_argument(
+        "--train", type=positive_int, default=3000, help="quality on scenes: train images"
+    )
+    parser.add_argument(
+        "--test", type=positive_int, default=1000, help="quality on scenes: test images"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
         "--labels",
@@ -64,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from mlzsl.bench import QUALITY_METRICS, plot_quality, quality
-    from mlzsl.cli._common import format_table, print_json
+    from mlzsl.bench import plot_quality, quality
+    from mlzsl.cli._common import print_json
 
-    rows = quality(
+    report = quality(
         args.out,
         models=args.models,
         seeds=args.seeds,
@@ -75,27 +112,83 @@ def _quality(args: argparse.Namespace) -> int:
         n_test=args.test,
         overrides=args.overrides,
         quiet=args.json,
+        data=args.data,
+        store=args.store,
+        group=args.group,
     )
-    summary = {name: row.summary() for name, row in rows.items()}
-    (args.out / "quality.json").write_text(json.dumps(summary, indent=2))
-    plot_quality(rows, args.out / "quality.png")
+    result = report.to_dict(args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps(result, indent=2))
+    chart = args.out / "quality.png"
+    plot_quality(report, chart)
     if args.json:
-        print_json({"seeds": args.seeds, "models": summary})
+        print_json(result)
         return 0
-    keys = [f"{s}.{m}" for s, m in QUALITY_METRICS]
-    table = [
-        [
-            name,
-            *(f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" for k in keys),
-            f"{s['train_seconds']['mean']:.0f}",
-            f"{s['parameters']:,}",
-        ]
-        for name, s in summary.items()
-    ]
-    headers = ["model", *(k.replace("zsl.", "ZSL ").replace("gZSL", "GZSL") for k in keys)]
-    print(f"scenes, {args.seeds} seeds, percent (mean ± std); chart: {args.out / 'quality.png'}")
-    print(format_table([*headers, "train s", "params"], table))
+    print(_quality_text(report, args.seeds, chart))
     return 0
+
+
+def _quality_text(report: QualityReport, seeds: int, chart: Path) -> str:
+    """The quality table: each model (mean ± std), its published figures under it, the photo
+    row; then the stores, the skipped models and the notes."""
+    from mlzsl.bench import PHOTO_ROW
+    from mlzsl.cli._common import format_table
+
+    keys = report.metric_keys
+    published = (report.published or {}).get("models", {})
+    table: list[list[str]] = []
+    for name, row in report.rows.items():
+        s = row.summary()
+        table.append(
+            [
+                name,
+                *(f"{s[k]['mean']:.1f} ± {s[k]['std']:.1f}" for k in keys),
+                f"{s['train_seconds']['mean']:.0f}",
+                f"{s['parameters']:,}",
+            ]
+        )
+        if name in published:
+            paper = published[name]
+            table.append(
+                [
+                    "  published",
+                    *(f"{paper[k]:.1f}" if k in paper else "—" for k in keys),
+                    "",
+                    "",
+                ]
+            )
+    if report.photo is not None:
+        photo = report.photo
+        table.append(
+            [
+                f"{PHOTO_ROW} (no training)",
+                *(f"{photo.metrics[k]:.1f}" if k in photo.metrics else "—" for k in keys),
+                "0",
+                f"{photo.parameters:,}",
+            ]
+        )
+    headers = ["model", *(k.replace("gzsl.", "GZSL ").replace("zsl.", "ZSL ") for k in keys)]
+    lines = [f"{report.source}, {seeds} seed(s), percent (mean ± std); chart: {chart}"]
+    if report.group is not None:
+        lines[0] += f"; configs {report.group}/MODEL.yaml"
+    if report.test_set:
+        lines.append(report.test_set)
+    lines.append(format_table([*headers, "train s", "params"], table))
+    for path, how in report.stores.items():
+        lines.append(f"features: {path} ({how})")
+    if report.photo is not None:
+        lines.append(f"{PHOTO_ROW}: the ready real-photo model, {report.photo.how}")
+    if report.photo_note:
+        lines.append(report.photo_note)
+    if report.published is not None:
+        p = report.published
+        lines.append(f"published: {p['source']}; {p['test_set']}")
+    reasons: dict[str, list[str]] = {}
+    for model, why in report.skipped:
+        reasons.setdefault(why, []).append(model)
+    for why, models in reasons.items():
+        lines.append(f"skipped ({why}): {', '.join(models)}")
+    return "\n".join(lines)
 
 
 def _feature_shape(text: str) -> tuple[int, int, int]:
@@ -122,6 +215,13 @@ def _speed(args: argparse.Namespace) -> int:
     from mlzsl.bench import speed
     from mlzsl.cli._common import format_table, print_json
 
+    given = [
+        f
+        for f, v in (("--data", args.data), ("--store", args.store), ("--group", args.group))
+        if v is not None
+    ]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: options of `bench quality`, not `bench speed`")
     if args.labels:
         return _label_scaling(args)
     if args.chart is not None:

@@ -173,6 +173,46 @@ def _job_fingerprint(
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class JobIdentity:
+    """What :func:`extract_features` would compute for a folder, named without computing it.
+
+    Attributes:
+        fingerprint: the job fingerprint (everything that decides the store's content: the
+            folder's path, image list, splits, labels, vocabulary, ``dataset.json`` and
+            exclusions, the backbone identity with its weights, the image size, the block size);
+            a finished store made by this job carries it as its ``job`` attribute.
+        image_size: the input side S the job extracts at.
+        backbone: the backbone's identity (:meth:`mlzsl.backbones.Backbone.identity`).
+        files: every image path of the folder, ``labels.csv`` order (excluded ones included).
+    """
+
+    fingerprint: str
+    image_size: int
+    backbone: dict[str, Any]
+    files: list[Path]
+
+
+def job_identity(
+    data_dir: str | Path,
+    *,
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | None = None,
+    image_size: int | None = None,
+    batch_size: int = 32,
+) -> JobIdentity:
+    """The identity of the job :func:`extract_features` runs with the same arguments.
+
+    Reads the data folder and builds the backbone (to learn its weights' identity); computes
+    nothing. Raises what :func:`extract_features` raises for a bad folder, backbone or size.
+    """
+    _check_settings(batch_size, 0, None)
+    model = create_backbone(backbone, weights=weights, image_size=image_size)
+    job = _make_job(data_dir, Path("unused.h5"), model, image_size, batch_size)
+    files = [job.dataset.path(i) for i in range(len(job.dataset))]
+    return JobIdentity(job.fingerprint, job.size, model.identity(), files)
+
+
 def _missing_blocks(job: _Job) -> list[int]:
     return [b for b in range(job.n_blocks) if not part_done(job.parts, b, job.fingerprint)]
 
