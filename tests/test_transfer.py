@@ -14,7 +14,7 @@ from mlzsl.config import load_config
 from mlzsl.errors import ConfigError
 from mlzsl.inference.card import model_card
 from mlzsl.inference.checkpoint import load_checkpoint
-from mlzsl.inference.evaluation import label_vectors, predict_scores
+from mlzsl.inference.evaluation import evaluate_checkpoint, label_vectors, predict_scores
 from mlzsl.inference.tagger import Tagger
 from mlzsl.store.feature_store import FeatureStore
 from mlzsl.training.engine import Trainer, fit
@@ -83,6 +83,11 @@ def test_fusion_is_stored_and_every_surface_scores_with_it(
     assert ckpt.fusion.teacher == "photo-glove" and ckpt.fusion.teacher_model == "imagenet_conse"
     card = model_card(ckpt)
     assert card["fusion"] == {"teacher": "photo-glove", "weight": 0.7}
+    # the metrics the checkpoint reports are those of the model it rebuilds (same constants)
+    again = evaluate_checkpoint(tmp_path / "run" / "best.pt", lite2_store)[1].primary.to_dict()
+    assert ckpt.metrics is not None
+    for split in ("zsl", "gzsl"):
+        assert again[split]["mAP"] == pytest.approx(ckpt.metrics[split]["mAP"], abs=1e-6)
 
     # the fused score, by hand: (1 - w) z(student) + w z(teacher), constants from the checkpoint
     store = FeatureStore(lite2_store)

@@ -316,7 +316,7 @@ class Trainer:
         if self.teacher is not None:
             self.teacher.model.to(self.info.device)
         self._teacher_stats: tuple[float, float] | None = None  # fixed: computed once
-        self._student_stats: tuple[int, tuple[float, float]] | None = None  # (epoch, stats)
+        self._student_stats: tuple[float, float] | None = None  # of the current weights
         self.ddp: nn.Module = self.model
         if self.info.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model)
@@ -442,6 +442,7 @@ class Trainer:
             bar.set_postfix(loss=f"{total / batches:.4f}")
         self.loop_seconds += time.perf_counter() - started
         self.data_seconds += loader.waited
+        self._student_stats = None  # the weights moved
         return total / max(1, batches)
 
     def fit(self, resume: bool = True) -> FitResult:
@@ -533,10 +534,10 @@ class Trainer:
             return None
         if self._teacher_stats is None:
             self._teacher_stats = self._train_stats(self.teacher.model)
-        if self._student_stats is None or self._student_stats[0] != self.state.epoch:
-            self._student_stats = (self.state.epoch, self._train_stats(self.model))
+        if self._student_stats is None:
+            self._student_stats = self._train_stats(self.model)
         return self.teacher.fusion(
-            self.config.fusion_weight, self._student_stats[1], self._teacher_stats
+            self.config.fusion_weight, self._student_stats, self._teacher_stats
         )
 
     def evaluate(self) -> Results:
