@@ -14,6 +14,7 @@ unset variable is an error naming it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -155,6 +156,14 @@ def _check_type(name: str, value: Any, annotation: Any, where: str) -> Any:
     raise ConfigError(f"{where}: {name} must be {type_name}, got {value!r}")
 
 
+def _plain(value: Any) -> bool:
+    """A scalar, or a list of scalars: what a model or optimizer argument may be."""
+    scalar = (bool, int, float, str, type(None))
+    return isinstance(value, scalar) or (
+        isinstance(value, list) and all(isinstance(v, scalar) for v in value)
+    )
+
+
 def _field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(TrainConfig)
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
@@ -184,6 +193,13 @@ def config_from_dict(
     values = {k: _check_type(k, v, types_[k], at(k)) for k, v in data.items()}
     if "embedder" in values:
         values["embedder"] = _expand_env(values["embedder"], "embedder", at("embedder"))
+    for key in ("model_args", "optimizer_args"):
+        for name, value in values.get(key, {}).items():
+            if not _plain(value):
+                raise ConfigError(
+                    f"{at(f'{key}.{name}')}: {key}.{name} must be a number, string, boolean or "
+                    f"a list of them, got a nested {type(value).__name__}"
+                )
     if "model_args" in values:
         values["model_args"] = {
             k: _expand_env(v, f"model_args.{k}", at(f"model_args.{k}"))
@@ -196,6 +212,14 @@ def config_from_dict(
     for key in ("batch_size", "epochs", "eval_every", "lr_reference_dim"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
             raise ConfigError(f"{at(key)}: {key} must be at least 1")
+    floats = [k for k, v in values.items() if isinstance(v, float) and not math.isfinite(v)]
+    if floats:
+        raise ConfigError(
+            f"{at(floats[0])}: {floats[0]} must be a finite number, got {values[floats[0]]}"
+        )
+    for key in ("weight_decay", "grad_clip"):
+        if getattr(config, key) < 0:
+            raise ConfigError(f"{at(key)}: {key} must be ≥ 0, got {getattr(config, key)}")
     if config.image_size is not None and config.image_size < 1:
         raise ConfigError(f"{at('image_size')}: image_size must be at least 1")
     for key, ok in (
@@ -252,7 +276,10 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 
 
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects are built
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects are built
+    except RecursionError:  # thousands of nested brackets
+        raise yaml.YAMLError("nested too deeply") from None
 
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -275,15 +302,20 @@ def _expand_env(value: Any, key: str, where: str) -> Any:
     return _ENV_REFERENCE.sub(lookup, value)
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a one-line message, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"model_args.groups=4"`` -> (["model_args", "groups"], 4); the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {text!r}: expected key=value")
+        raise ConfigError(f"override {_shown(text)}: expected key=value")
     try:
         value = _yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: value is not valid YAML") from None
+        raise ConfigError(f"override {_shown(text)}: value is not valid YAML") from None
     return key.strip().split("."), value
 
 
@@ -326,9 +358,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             origins = {k: v for k, v in origins.items() if not k.startswith(f"{keys[0]}.")}
         else:
             raise ConfigError(
-                f"override {text!r}: only model_args.KEY and optimizer_args.KEY may be nested"
+                f"override {_shown(text)}: only model_args.KEY and optimizer_args.KEY may be nested"
             )
-        origins[".".join(keys)] = f"override {text!r}"
+        origins[".".join(keys)] = f"override {_shown(text)}"
     return config_from_dict(data, where, origins)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mlzsl.errors import DataError
 
@@ -62,7 +62,9 @@ def load_image(
                     f"{img.width}×{img.height} pixels is over the limit of {max_pixels:,}"
                 )
             img.load()  # decode now, so truncated files fail here, not later
-            rgb = img.convert("RGB")
+            # upright as the camera meant it: a phone photo stored sideways carries EXIF
+            # Orientation (e.g. 6, rotated 90°) and its raw pixels lie on their side
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
     rgb = rgb.resize(_output_size(rgb.size, size, resize), Image.Resampling.BILINEAR)
     pixels = np.asarray(rgb, dtype=np.float32) / 255.0  # [H, W, 3] in 0..1
     return ((pixels - mean) / std).transpose(2, 0, 1).copy()  # [3, H, W]

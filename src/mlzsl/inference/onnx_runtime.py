@@ -22,6 +22,7 @@ import numpy as np
 from mlzsl.embeddings import create_embedder
 from mlzsl.embeddings.base import Embedder
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.images import RESIZE_MODES
 from mlzsl.inference.tags import ImageScorer
 
 __all__ = ["OnnxTagger", "require_onnxruntime"]
@@ -68,11 +69,22 @@ class OnnxTagger(ImageScorer):
             raise DataError(
                 f"{self.path}: not an mlzsl export (metadata lacks {', '.join(missing)})"
             )
-        self.card: dict[str, Any] = json.loads(meta.get("mlzsl_card", "{}"))
-        self.image_size = int(meta["image_size"])
-        self.resize = meta.get("resize", "squash")
-        self.mean = np.asarray(json.loads(meta["mean"]), np.float32)
-        self.std = np.asarray(json.loads(meta["std"]), np.float32)
+        try:
+            card = json.loads(meta.get("mlzsl_card", "{}"))
+            self.image_size = int(meta["image_size"])
+            self.mean = np.asarray(json.loads(meta["mean"]), np.float32).reshape(3)
+            self.std = np.asarray(json.loads(meta["std"]), np.float32).reshape(3)
+        except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise DataError(
+                f"{self.path}: malformed mlzsl metadata ({type(e).__name__}: {str(e)[:80]})"
+            ) from None
+        resize = meta.get("resize", "squash")
+        if not isinstance(card, dict) or self.image_size < 1 or resize not in RESIZE_MODES:
+            raise DataError(f"{self.path}: malformed mlzsl metadata (card, image_size or resize)")
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.std).all() and self.std.all()):
+            raise DataError(f"{self.path}: malformed mlzsl metadata (mean or std)")
+        self.card: dict[str, Any] = card
+        self.resize = resize
         self.embedder_spec = meta["embedder"]
         self.label_prompt = meta.get("label_prompt") or None
         self._embedder: Embedder | None = None

@@ -9,6 +9,7 @@ runs the same loop.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
@@ -249,6 +250,8 @@ class ImageScorer(ABC):
         """
         if top_k < 1 or batch_size < 1:
             raise ConfigError(f"top_k and batch_size must be at least 1, got {top_k}, {batch_size}")
+        if threshold is not None and not math.isfinite(threshold):
+            raise ConfigError(f"threshold must be a finite number, got {threshold}")
         started = time.perf_counter()
         files = collect_images(paths)
         run = TagRun(labels=parse_labels(labels))

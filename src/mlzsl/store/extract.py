@@ -591,6 +591,12 @@ def _assemble(job: _Job, lock: StoreLock) -> ExtractionSummary:
     kept, failed = _collect_rows(job, lock)
     skipped = _skip_list(job, failed)
     _write_report(job.report, skipped)  # before the store: a finished store always has its report
+    if len(kept) == 0:  # a store of no image is a failure, not a finished job
+        image, why = skipped[0] if skipped else ("-", "no image")
+        raise DataError(
+            f"{job.out}: none of the {len(job.dataset):,} images could be extracted, so no store "
+            f"was written (first: {image}: {why}; every reason in {job.report})"
+        )
     tmp = job.out.with_name(f"{job.out.name}.{unique_name()}.assembling")
     try:
         _write_features(job, tmp, kept, len(skipped), lock)

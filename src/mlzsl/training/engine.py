@@ -64,6 +64,7 @@ from mlzsl.models._fusion import ScoreFusion
 from mlzsl.progress import progress
 from mlzsl.protocol import EvalResult, Results, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
+from mlzsl.store.lock import StoreLock
 from mlzsl.training.losses import distillation_loss, get_loss
 from mlzsl.training.transfer import load_teacher, score_stats
 
@@ -324,6 +325,7 @@ class Trainer:
         self.loader = self._loader()
         self.schedule = make_schedule(self.optimizer, config, len(self.loader))
         self.state = _State()
+        self._lock: StoreLock | None = None  # the run folder's, held by rank 0 while fitting
         self.loop_seconds = 0.0  # training loops of this process, evaluation excluded
         self.data_seconds = 0.0  # the part of them spent waiting for the next batch
 
@@ -439,6 +441,8 @@ class Trainer:
             self.optimizer.step()
             self.schedule.step()
             total, batches = total + float(loss.detach()), batches + 1
+            if self._lock is not None:
+                self._lock.refresh()  # a long run shows it is alive
             bar.set_postfix(loss=f"{total / batches:.4f}")
         self.loop_seconds += time.perf_counter() - started
         self.data_seconds += loader.waited
@@ -446,7 +450,24 @@ class Trainer:
         return total / max(1, batches)
 
     def fit(self, resume: bool = True) -> FitResult:
-        """Train for the configured epochs, evaluating and checkpointing as configured."""
+        """Train for the configured epochs, evaluating and checkpointing as configured.
+
+        Rank 0 holds ``.RUN.train.lock`` beside the run folder meanwhile: a second training on
+        the same ``--out`` is refused in one line instead of renaming files under the first.
+        """
+        if not self.info.is_main:
+            return self._fit(resume)
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.out_dir.parent / f".{self.out_dir.name}.train.lock"
+        with StoreLock(lock_path, wait=False) as self._lock:
+            if not self._lock.held:
+                raise ConfigError(
+                    f"{self.out_dir}: another training is writing this run folder (lock "
+                    f"{lock_path}); wait for it to end or choose another --out"
+                )
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> FitResult:
         started = time.perf_counter()
         first = self.try_resume() if resume else 0  # refuses a folder of another config first
         writer: _TensorBoard | None = None  # the folder gets its files once an epoch is done,
