@@ -96,10 +96,10 @@ def test_malformed_yaml_is_one_line_naming_file_and_line(
 
 def test_missing_file_and_folder_are_one_line_config_errors(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
-    with pytest.raises(ConfigError, match="cannot read config") as error:
+    with pytest.raises(ConfigError, match="config not found") as error:
         load_config(missing)
     _one_line_naming(error, missing)
-    with pytest.raises(ConfigError, match="cannot read config") as error:
+    with pytest.raises(ConfigError, match="a folder, not a config") as error:
         load_config(tmp_path)  # a folder
     _one_line_naming(error, tmp_path)
 
@@ -395,9 +395,9 @@ def test_unknown_packaged_name_lists_the_packaged_ones(
         load_config("scenes/no_such_model")
     message = str(error.value)
     assert message.startswith("scenes/no_such_model:") and "scenes/fast0tag" in message
-    # a name with a suffix or another depth is a plain path: the plain cannot-read error
+    # a name with a suffix or another depth is a plain path: the plain not-found error
     for name in ("scenes/no_such_model.yaml", "a/b/c", "lesa"):
-        with pytest.raises(ConfigError, match="cannot read config"):
+        with pytest.raises(ConfigError, match="config not found"):
             load_config(name)
 
 

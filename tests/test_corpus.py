@@ -598,7 +598,89 @@ CASES: list[Case] = [
     Case("argparse-bad-choice", lambda w, t: [*_eval(w), "--split", "val"], "val"),
     Case("argparse-no-command", lambda w, t: [], "COMMAND"),
     Case("argparse-bad-shard", lambda w, t: _extract(w.data, t / "o.h5", "--shard", "3/2"), "3/2"),
+    # --- issue 21, cause 1: a FIFO named as an input is refused by stat, never opened (a hang)
+    Case("tag-fifo-image", lambda w, t: _tag(w, _fifo(t / "f.jpg")), "not a regular file"),
+    Case(
+        "tag-fifo-labels-file",
+        lambda w, t: [
+            "tag",
+            str(w.image),
+            "--labels-file",
+            str(_fifo(t / "labels.txt")),
+            "--checkpoint",
+            str(w.best),
+        ],
+        "not a regular file",
+    ),
+    Case(
+        "verify-fifo-labels-csv",
+        lambda w, t: _verify(_fifo_in(_data(w, t), "labels.csv")),
+        "not a regular file",
+    ),
+    # --- issue 21, cause 2: an output that is a folder
+    Case(
+        "report-out-existing-folder",
+        lambda w, t: ["report", str(w.best.parent), "--out", str(t)],
+        "names a folder",
+    ),
+    # --- issue 21, cause 4: --out never replaces a file of another kind without --force
+    Case(
+        "tag-out-a-store",
+        lambda w, t: _tag(w, extra=("--out", str(_copy(w.store, t)))),
+        "holds a feature store",
+    ),
+    Case(
+        "tag-out-a-checkpoint",
+        lambda w, t: _tag(w, extra=("--out", str(_copy_as(w.best, t, "best.pt")))),
+        "holds an mlzsl checkpoint",
+    ),
+    Case(
+        "report-out-a-checkpoint",
+        lambda w, t: ["report", str(w.best.parent), "--out", str(_copy_as(w.best, t, "b.pt"))],
+        "holds an mlzsl checkpoint",
+    ),
+    Case(
+        "export-out-a-checkpoint",
+        lambda w, t: [
+            "export",
+            "--checkpoint",
+            str(w.best),
+            "--out",
+            str(_copy_as(w.last, t, "last.pt")),
+        ],
+        "holds an mlzsl checkpoint",
+    ),
+    Case(
+        "scenes-out-other-scenes",
+        lambda w, t: [*_scenes(_small_scenes(t / "sc"), seed=1)],
+        "holds other scenes",
+    ),
 ]
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _fifo_in(folder: Path, name: str) -> Path:
+    (folder / name).unlink()
+    _fifo(folder / name)
+    return folder
+
+
+def _copy_as(src: Path, tmp: Path, name: str) -> Path:
+    return Path(shutil.copy(src, tmp / name))
+
+
+def _scenes(out: Path, seed: int = 0) -> list[str]:
+    args = ["--train", "2", "--test", "2", "--size", "32", "--workers", "1"]
+    return ["data", "scenes", "--out", str(out), "--seed", str(seed), *args]
+
+
+def _small_scenes(out: Path) -> Path:
+    assert main(_scenes(out)) == 0
+    return out
 
 
 def _torch_save(tmp: Path, obj: object) -> Path:
@@ -890,3 +972,187 @@ def test_fuzzed_configs_parse_or_raise_our_error(
         load_config(path)
     except MlzslError as e:
         assert "\n" not in str(e).strip()
+
+
+# ----------------------------------------------------------------------------- issue 21: faults
+
+
+@pytest.fixture
+def fifo_watch() -> Callable[[Path], Path]:
+    """Make a FIFO and fail the test if anything opens it for reading (which would hang): a
+    watchdog opens its write end the moment a reader waits, so the test ends either way."""
+    import threading
+
+    made: list[Path] = []
+    opened: list[Path] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            for path in made:
+                try:  # succeeds only while a reader has the FIFO open
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                opened.append(path)
+                os.close(fd)  # the reader sees end of file and goes on
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+
+    def make(path: Path) -> Path:
+        made.append(_fifo(path))
+        return path
+
+    yield make  # type: ignore[misc]
+    stop.set()
+    thread.join()
+    assert not opened, f"opened (would hang forever): {opened}"
+
+
+def _data_with_fifo(w: World, tmp: Path, make: Callable[[Path], Path]) -> Path:
+    """A copy of the data folder whose first image is a FIFO."""
+    folder = tmp / "d"
+    shutil.copytree(w.data, folder)
+    first = sorted((folder / "images").glob("*.png"))[0]
+    first.unlink()
+    make(first)
+    return folder
+
+
+def test_a_fifo_in_a_data_folder_is_a_per_image_skip_for_every_command(
+    world: World,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fifo_watch: Callable[[Path], Path],
+) -> None:
+    folder = _data_with_fifo(world, tmp_path, fifo_watch)
+    capsys.readouterr()
+    out = tmp_path / "s.h5"
+    assert main(_extract(folder, out)) == 0
+    report = out.with_name(out.name + ".skipped.tsv").read_text()
+    assert "not a regular file (a FIFO)" in report
+    assert main(_verify(folder)) == 0
+    assert "not a regular file (a FIFO)" in (folder / "excluded.tsv").read_text()
+    (folder / "excluded.tsv").unlink()  # so eval meets the FIFO itself
+    argv = ["eval", "--data", str(folder), "--checkpoint", str(world.best), "--threads", "1"]
+    assert main(argv) == 0
+    assert "not a regular file (a FIFO)" in capsys.readouterr().out
+    assert main(_tag(world, folder)) == 0  # a folder walk leaves the FIFO out
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Callable[..., Path]:
+    """Mount a tmpfs of ``size`` (read-only with ``ro=True``) under ``tmp_path``; root only."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (a full or read-only filesystem)")
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str = "1m", *, ro: bool = False, fill: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)])
+        if done.returncode:
+            pytest.skip("mount -t tmpfs is not permitted here")
+        mounted.append(point)
+        return point
+
+    yield mount  # type: ignore[misc]
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def _fill(point: Path) -> None:
+    """Use every free block of the filesystem at ``point``."""
+    fd = os.open(point / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (65536, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+
+
+def _files(folder: Path) -> set[str]:
+    """Every file under ``folder`` (a folder a failed command created holds nothing)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()}
+
+
+def _readonly(point: Path) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+
+
+def _fault_argv(kind: str, w: World, out_dir: Path) -> tuple[list[str], Path | None]:
+    """(the command writing into ``out_dir``, a file of its own already there or None)."""
+    if kind == "tag":
+        old = _file(out_dir, "t.csv", "image,label,score,rank\nx,y,0.5,1\n")
+        return _tag(w, extra=("--out", str(old))), old
+    if kind == "extract":
+        return _extract(w.data, out_dir / "s.h5"), None
+    if kind == "scenes":
+        return _scenes(out_dir / "sc"), None
+    if kind == "eval-per-label":
+        return [*_eval(w), "--per-label", str(out_dir / "pl")], None
+    if kind == "report":
+        return ["report", str(w.best.parent), "--out", str(out_dir / "r.html")], None
+    if kind == "export":
+        pytest.importorskip("onnx")
+        return ["export", "--checkpoint", str(w.best), "--out", str(out_dir / "m.onnx")], None
+    raise AssertionError(kind)
+
+
+FAULT_COMMANDS = ["tag", "extract", "scenes", "eval-per-label", "report", "export"]
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+@pytest.mark.parametrize("kind", FAULT_COMMANDS)
+def test_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(
+    kind: str,
+    fault: str,
+    world: World,
+    small_fs: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    point = small_fs("fs", "256k")
+    argv, old = _fault_argv(kind, world, point)
+    before = old.read_bytes() if old else None
+    if fault == "full":
+        _fill(point)
+    else:
+        _readonly(point)
+    listing = _files(point)
+    capsys.readouterr()
+    code = _run(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (code, err)
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    reason = "No space left on device" if fault == "full" else "Read-only file system"
+    assert reason in err, err
+    assert _files(point) == listing, f"left behind: {sorted(_files(point) - listing)}"
+    if old is not None:
+        assert old.read_bytes() == before
+
+
+def test_a_checkpoint_on_a_full_disk_is_one_line_and_leaves_nothing(
+    world: World, small_fs: Callable[..., Path]
+) -> None:
+    from mlzsl.errors import DataError
+    from mlzsl.inference.checkpoint import load_checkpoint, save_checkpoint
+
+    point = small_fs("fs", "256k")
+    old = _copy_as(world.best, point, "best.pt") if world.best.stat().st_size < 200_000 else None
+    before = old.read_bytes() if old else None
+    _fill(point)
+    listing = _files(point)
+    with pytest.raises(DataError, match="No space left on device"):
+        save_checkpoint(point / "best.pt", load_checkpoint(world.last))
+    assert _files(point) == listing
+    if old is not None:
+        assert old.read_bytes() == before

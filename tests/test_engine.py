@@ -20,7 +20,7 @@ from mlzsl.errors import ConfigError, DataError
 from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.inference.evaluation import evaluate_checkpoint
 from mlzsl.training.engine import fit, make_optimizer
-from tests.conftest import save_tiny_fast0tag, write_raw_checkpoint
+from tests.conftest import make_image_folder, save_tiny_fast0tag, write_raw_checkpoint
 
 FAST = ["epochs=3", "batch_size=8", "lr=0.01", "warmup_epochs=0.5"]
 ENV = {**os.environ, "MLZSL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
@@ -178,10 +178,16 @@ def test_resuming_with_another_config_is_refused(tiny_store: Path, tmp_path: Pat
 def test_resuming_on_another_store_is_refused(tiny_store: Path, tmp_path: Path) -> None:
     import shutil
 
+    from mlzsl.store.extract import extract_features
+
     config = load_config(None, ["model=fast0tag", "epochs=1"])
     fit(config, tiny_store, tmp_path / "run", quiet=True)
     history = (tmp_path / "run" / "history.csv").read_text()
-    other = shutil.copy(tiny_store, tmp_path / "other.h5")  # same content, another store
+    copy = shutil.copy(tiny_store, tmp_path / "copy.h5")  # the same content: the same store
+    fit(config, copy, tmp_path / "run", quiet=True)
+    root = make_image_folder(tmp_path / "other", 36, size=64, seed=1)  # other photos, same shape
+    other = tmp_path / "other.h5"
+    extract_features(root, other, image_size=64, workers=0, show_progress=False)
     with pytest.raises(ConfigError, match="a run on another store"):
         fit(config, other, tmp_path / "run")
     assert (tmp_path / "run" / "history.csv").read_text() == history  # untouched

@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mlzsl"
 LAYERS: dict[str, int] = {
     # 0 foundations: errors, settings, labels, the metric formulas
     "errors": 0,
+    "files": 0,
     "runtime": 0,
     "progress": 0,
     "labels": 0,

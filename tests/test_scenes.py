@@ -148,7 +148,10 @@ def test_complete_folder_is_reused_and_changes_regenerate(tmp_path: Path) -> Non
     first = generate_scenes(tmp_path, n_train=6, n_test=3, **kw)
     assert not first.reused
     assert generate_scenes(tmp_path, n_train=6, n_test=3, **kw).reused
-    smaller = generate_scenes(tmp_path, n_train=4, n_test=3, **kw)
+    with pytest.raises(DataError, match="holds other scenes"):  # issue 21: never silently
+        generate_scenes(tmp_path, n_train=4, n_test=3, **kw)
+    assert (tmp_path / "images/train_00005.png").exists() and (tmp_path / "labels.csv").exists()
+    smaller = generate_scenes(tmp_path, n_train=4, n_test=3, force=True, **kw)
     assert not smaller.reused and len(smaller.dataset) == 7
     assert not (tmp_path / "images/train_00005.png").exists()  # stale image removed
     # an interrupted run (no labels.csv yet) is regenerated, not reused

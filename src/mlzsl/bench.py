@@ -327,7 +327,9 @@ def _scenes_quality(
     for name in names:  # every model and override checked before anything is written
         model_inputs(name)
         bench_config(name, [*overrides, "seed=0"])
-    generate_scenes(out / "scenes", n_train=n_train, n_test=n_test, show_progress=not quiet)
+    generate_scenes(  # the benchmark's own subfolder: other sizes regenerate it (force)
+        out / "scenes", n_train=n_train, n_test=n_test, show_progress=not quiet, force=True
+    )
     stores = {"features": out / "features.h5", "images": out / "pixels.h5"}
     extraction = {
         "features": (DEFAULT_BACKBONE, DEMO_IMAGE_SIZE),

@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from mlzsl.errors import ConfigError
+from mlzsl.errors import ConfigError, DataError
+from mlzsl.files import atomic_write, open_input
 
 
 @dataclasses.dataclass
@@ -327,7 +328,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         path = _resolve_config_path(path)
         where = str(path)
         try:
-            loaded = _yaml_load(Path(path).read_text(encoding="utf-8"))
+            with open_input(path, "r", what="config", encoding="utf-8") as f:
+                loaded = _yaml_load(f.read())
+        except DataError as e:  # missing, a folder, a FIFO: the same one line, as a config error
+            raise ConfigError(str(e)) from None
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
         except UnicodeDecodeError as e:
@@ -404,4 +408,5 @@ def model_default_config(model: str, overrides: Sequence[str] = ()) -> TrainConf
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    with atomic_write(path, what="config") as f:
+        f.write(yaml.safe_dump(config.to_dict(), sort_keys=False))

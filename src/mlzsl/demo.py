@@ -60,7 +60,10 @@ def run_demo(
     started = time.perf_counter()
     out = Path(out)
     data = out / "scenes"
-    generate_scenes(data, seed=seed, n_train=n_train, n_test=n_test, show_progress=not quiet)
+    # the demo's own subfolder: another seed or size regenerates it (force)
+    generate_scenes(
+        data, seed=seed, n_train=n_train, n_test=n_test, show_progress=not quiet, force=True
+    )
     store = out / "features.h5"
     extract_features(data, store, image_size=DEMO_IMAGE_SIZE, show_progress=not quiet)
     results: dict[str, dict[str, dict[str, float]]] = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mlzsl.errors import DataError, LabelError
+from mlzsl.files import open_input
 
 SPLITS = ("seen", "unseen")
 
@@ -54,7 +55,7 @@ class LabelSet:
         """Read a ``vocabulary.csv`` with columns ``label,split`` (split is seen or unseen)."""
         path = Path(path)
         try:
-            with path.open(newline="", encoding="utf-8-sig") as f:
+            with open_input(path, "r", what="vocabulary", newline="", encoding="utf-8-sig") as f:
                 rows = list(csv.DictReader(f))
         except OSError as e:
             raise DataError(f"{path}: cannot read vocabulary ({e.strerror or e})") from None
@@ -118,7 +119,8 @@ class LabelSet:
 def read_vocabulary(path: Path) -> list[str]:
     """The names in a one-name-per-line file (``TagList1k.txt``), stripped, blanks skipped."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open_input(path, "r", what="vocabulary", encoding="utf-8-sig") as f:
+            text = f.read()
     except OSError as e:
         raise DataError(f"{path}: cannot read vocabulary ({e.strerror or e})") from None
     except UnicodeDecodeError:

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from mlzsl import metrics
 from mlzsl.datasets.dataset_info import EVALUATION_KINDS, EvaluationKind
 from mlzsl.errors import ConfigError, DataError, LabelError
+from mlzsl.files import atomic_write
 from mlzsl.labels import LabelSet
 
 SCORES_FLOAT16_ABOVE = 20_000_000  # scores.npz keeps float32 up to this many values
@@ -95,7 +96,7 @@ class SplitResult:
 
     def write_csv(self, path: str | Path) -> None:
         """Write the per-label AP as CSV with columns ``label,ap,n_positive`` (ap a fraction)."""
-        with Path(path).open("w", newline="", encoding="utf-8") as f:
+        with atomic_write(path, newline="", what="per-label AP table") as f:
             writer = csv.writer(f)
             writer.writerow(["label", "ap", "n_positive"])
             for name, ap, n in zip(self.label_names, self.ap, self.n_positive, strict=True):
@@ -151,8 +152,7 @@ class EvalResult:
         Returns:
             The two paths written, ZSL first.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = Path(directory)  # created by atomic_write, an OSError in one line
         stem = f"per_label_{self.convention}" if self.convention else "per_label"
         paths = [directory / f"{stem}_{split}.csv" for split in SPLITS]
         for split, path in zip(SPLITS, paths, strict=True):
@@ -237,20 +237,17 @@ class Results:
         """
         if self.scores is None or self.targets is None or self.label_set is None:
             return None
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         scores = np.asarray(self.scores)
         dtype = np.float16 if scores.size > SCORES_FLOAT16_ABOVE else np.float32
-        path = directory / "scores.npz"
-        tmp = directory / ".scores.tmp.npz"
-        np.savez_compressed(
-            tmp,
-            scores=scores.astype(dtype),
-            targets=np.asarray(self.targets).astype(np.int8),
-            labels=np.asarray(self.label_set.names, dtype=str),
-            seen=np.asarray(self.label_set.seen, dtype=bool),
-        )
-        tmp.replace(path)
+        path = Path(directory) / "scores.npz"
+        with atomic_write(path, "wb", what="scores") as f:
+            np.savez_compressed(
+                f,
+                scores=scores.astype(dtype),
+                targets=np.asarray(self.targets).astype(np.int8),
+                labels=np.asarray(self.label_set.names, dtype=str),
+                seen=np.asarray(self.label_set.seen, dtype=bool),
+            )
         return path
 
 

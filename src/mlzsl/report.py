@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mlzsl.errors import DataError
+from mlzsl.files import atomic_path, atomic_write, check_replace, check_writable, has_text
 
 __all__ = ["Report", "precision_recall_curve", "write_report"]
 
@@ -75,8 +76,16 @@ def precision_recall_curve(targets: np.ndarray, scores: np.ndarray) -> tuple[np.
     return tp / predicted, tp / y.sum()
 
 
+REPORT_MARK = b"<title>mlzsl report:"
+"""What an HTML file ``--out`` may replace without ``force`` holds near its start."""
+
+
 def write_report(
-    run_dir: str | Path, *, reference: str | Path | None = None, out: str | Path | None = None
+    run_dir: str | Path,
+    *,
+    reference: str | Path | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
 ) -> Report:
     """Write the report of ``run_dir`` (see the module docstring).
 
@@ -85,9 +94,11 @@ def write_report(
         reference: a published per-class table (``mlzsl compare``'s layouts) to compare the run's
             per-label AP with.
         out: the HTML file (default ``run_dir/report.html``); the PNGs go beside it.
+        force: replace ``out`` even when it is not an mlzsl report (a checkpoint, a store).
 
     Raises:
-        DataError: ``run_dir`` is not a run folder, or the reference cannot be read.
+        DataError: ``run_dir`` is not a run folder, the reference cannot be read, ``out`` is a
+            folder or (without ``force``) a file of another kind, or it cannot be written.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -95,7 +106,8 @@ def write_report(
     if not (run_dir / "history.csv").is_file() and not (run_dir / "metrics.json").is_file():
         raise DataError(f"{run_dir}: not a run folder (no history.csv or metrics.json)")
     html_path = Path(out) if out is not None else run_dir / "report.html"
-    html_path.parent.mkdir(parents=True, exist_ok=True)
+    check_replace(html_path, what="mlzsl report", own=has_text(REPORT_MARK), force=force)
+    check_writable(html_path.parent, "report")
     stem = html_path.with_suffix("")
     report = Report(html_path)
     metrics = _read_json(run_dir / "metrics.json")
@@ -149,7 +161,8 @@ def write_report(
         sections.append(f"<h2>Model card</h2><pre>{html.escape(card_text(card))}</pre>")
     title = f"mlzsl report: {html.escape(run_dir.resolve().name)}"
     page = _PAGE.format(title=title, body="\n".join(sections))
-    html_path.write_text(page, encoding="utf-8")
+    with atomic_write(html_path, what="report") as f:
+        f.write(page)
     return report
 
 
@@ -219,9 +232,8 @@ def _save(fig: Any, path: Path) -> None:
     plt = _pyplot()
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=110)
-    except OSError as e:
-        raise DataError(f"{path}: cannot write the picture ({e.strerror or e})") from None
+        with atomic_path(path, what="picture") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
 

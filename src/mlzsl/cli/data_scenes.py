@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="processes drawing images (default: min(2, CPUs)); the output does not depend on it",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="replace a scenes folder made with other settings"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         n_test=args.test,
         size=args.size,
         workers=args.workers,
+        force=args.force,
     )
     data = result.dataset
     n_train, n_test = len(data.indices("train")), len(data.indices("test"))

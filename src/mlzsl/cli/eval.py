@@ -54,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metrics."""
     from mlzsl.cli._common import print_json, results_text
     from mlzsl.errors import ConfigError, DataError
+    from mlzsl.files import check_writable
     from mlzsl.runtime import set_threads
 
     set_threads(args.threads)
     if args.per_label is not None and args.per_label.exists() and not args.per_label.is_dir():
         raise DataError(f"{args.per_label}: --per-label names a file; give a folder")
+    if args.per_label is not None:  # a read-only or full disk: one line before any work
+        check_writable(args.per_label, "per-label tables")
     spec = args.checkpoint or args.model
     if args.model is not None and args.model not in _ready_models():
         raise ConfigError(

@@ -22,18 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--embedder", default=None, help="override the checkpoint's embedder")
+    parser.add_argument(
+        "--force", action="store_true", help="let --out replace a file that is no mlzsl export"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and say where the file is."""
     from mlzsl.cli._common import print_json
-    from mlzsl.errors import DataError
-    from mlzsl.inference.export import export_checkpoint, require_onnx
+    from mlzsl.files import check_replace, check_writable
+    from mlzsl.inference.export import export_checkpoint, is_mlzsl_export, require_onnx
 
     require_onnx()  # the one-line install hint before any model is loaded
-    if args.out.is_dir():
-        raise DataError(f"{args.out}: --out names a folder; give a .onnx file path")
+    # before any work: an mlzsl export may be replaced, a checkpoint or a store never silently
+    check_replace(args.out, what="mlzsl ONNX export", own=is_mlzsl_export, force=args.force)
+    check_writable(args.out.parent, "ONNX file")
     card = export_checkpoint(args.checkpoint or "photo", args.out, embedder=args.embedder)
     size = args.out.stat().st_size / 1e6
     if args.json:

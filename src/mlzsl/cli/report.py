@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HTML",
         help="the HTML file (default: RUN_DIR/report.html); the PNGs are written beside it",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="let --out replace a file that is no mlzsl report"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from mlzsl.cli._common import print_json
     from mlzsl.report import write_report
 
-    report = write_report(args.run_dir, reference=args.reference, out=args.out)
+    report = write_report(args.run_dir, reference=args.reference, out=args.out, force=args.force)
     if args.json:
         print_json(
             {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from mlzsl.inference.tags import TagRun
 
 NAME = "tag"
+TAGS_HEADER = b"image,label,score,rank"  # what a file --out may replace without --force begins with
 HELP = "tag photos (files or folders) with any labels you type (default: the real-photo model)"
 
 
@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_batch_size_argument(parser)
     parser.add_argument("--out", type=Path, default=None, help="write image,label,score,rank CSV")
+    parser.add_argument(
+        "--force", action="store_true", help="let --out replace a file that is not a tags CSV"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_threads_argument(parser)
 
@@ -57,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
     """Tag, then print (or write) each image's ranked labels and the skipped files."""
     from mlzsl.cli._common import print_json
     from mlzsl.errors import ConfigError, DataError
+    from mlzsl.files import check_replace, check_writable, starts_with
     from mlzsl.inference.tags import read_labels_file
 
     labels = read_labels_file(args.labels_file) if args.labels_file else args.labels
-    if args.out is not None and args.out.is_dir():
-        raise DataError(f"{args.out}: --out names a folder; give a .csv file path")
+    if args.out is not None:  # before any work: never a store, a checkpoint or a folder
+        check_replace(args.out, what="tags CSV", own=starts_with(TAGS_HEADER), force=args.force)
+        check_writable(args.out.parent, "tags CSV")
     if args.onnx is not None:  # onnxruntime, no torch imported
         from mlzsl.inference.onnx_runtime import OnnxTagger
 
@@ -112,12 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
 def write_tags_csv(path: Path, result: TagRun) -> None:
     """``image,label,score,rank`` rows (rank 1 = best), written whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    from mlzsl.files import atomic_write
+
+    with atomic_write(path, newline="", what="tags CSV") as f:
         writer = csv.writer(f)
-        writer.writerow(["image", "label", "score", "rank"])
+        writer.writerow(TAGS_HEADER.decode().split(","))
         for image, tags in result.tags.items():
             for rank, tag in enumerate(tags, start=1):
                 writer.writerow([str(image), tag.label, f"{tag.score:.6f}", rank])
-    os.replace(tmp, path)

@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw
 
 from mlzsl.datasets.userdata import LABELS_FILE, UserDataset, read_user_dataset, write_user_dataset
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.files import atomic_write, check_writable, os_reason
 from mlzsl.labels import LabelSet
 from mlzsl.progress import progress
 
@@ -285,7 +286,9 @@ def _write_image(task: tuple[str, int, str, int, int]) -> list[int]:
     """Pool worker: draw one image, write it as PNG, return its label columns."""
     out, seed, split, j, size = task
     pixels, labels = make_image(seed, split, j, size)
-    with open(os.path.join(out, image_name(split, j)), "wb") as f:
+    # whole or absent (a full disk leaves no half image, and says so in one line); no fsync:
+    # labels.csv, written last, is what marks the folder complete
+    with atomic_write(Path(out) / image_name(split, j), "wb", what="image", fsync=False) as f:
         f.write(png_bytes(pixels))
     return labels
 
@@ -341,6 +344,7 @@ def generate_scenes(
     size: int = DEMO_IMAGE_SIZE,
     workers: int | None = None,
     show_progress: bool = True,
+    force: bool = False,
 ) -> ScenesResult:
     """Write the scenes dataset into ``out`` as a user data folder and read it back.
 
@@ -358,6 +362,14 @@ def generate_scenes(
         workers: processes drawing images (default: ``min(2, cpu count)``); does not change
             the output.
         show_progress: show a progress bar.
+        force: replace a complete scenes folder made with other parameters (without it, that
+            is refused: its images would be overwritten).
+
+    Raises:
+        ConfigError: a bad parameter.
+        DataError: ``out`` is a file, holds a data folder 'mlzsl scenes' did not write, or
+            (without ``force``) other scenes; or it cannot be written (one line, e.g. a full
+            disk).
     """
     start = time.perf_counter()
     params = _params(seed, n_train, n_test, size)
@@ -365,12 +377,13 @@ def generate_scenes(
     out = Path(out)
     if _is_complete(out, params, splits):
         return ScenesResult(read_user_dataset(out), True, time.perf_counter() - start)
-    _prepare(out)
+    _prepare(out, params, force)
     label_set = scenes_label_set(seed)
     tasks = [(str(out), seed, split, j, size) for split, n in splits for j in range(n)]
     labels = _run_tasks(tasks, workers or min(2, os.cpu_count() or 1), show_progress)
     _remove_stale_images(out, {image_name(t[2], t[3]) for t in tasks})
-    (out / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    with atomic_write(out / PARAMS_FILE, what=PARAMS_FILE) as f:
+        f.write(json.dumps(params, indent=2) + "\n")
     rows = [
         (image_name(split, j), split, [label_set.names[c] for c in columns])
         for (_, _, split, j, _), columns in zip(tasks, labels, strict=True)
@@ -411,18 +424,34 @@ def _is_complete(out: Path, params: dict[str, object], splits: list[tuple[str, i
     return all((out / image_name(s, j)).is_file() for s, n in splits for j in range(n))
 
 
-def _prepare(out: Path) -> None:
-    """Make ``out`` ready for regeneration: refuse foreign data, then drop the completion mark."""
+def _prepare(out: Path, params: dict[str, object], force: bool) -> None:
+    """Make ``out`` ready for regeneration: refuse foreign data and (without ``force``) other
+    complete scenes, check it can be written, then drop the completion mark."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
-    if (out / LABELS_FILE).exists() and _read_params(out) is None:
+    old = _read_params(out)
+    if (out / LABELS_FILE).exists() and old is None:
         raise DataError(
             f"{out}: holds a {LABELS_FILE} that 'mlzsl scenes' did not write; "
             "choose an empty or new folder"
         )
-    (out / LABELS_FILE).unlink(missing_ok=True)
-    (out / PARAMS_FILE).unlink(missing_ok=True)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    if (out / LABELS_FILE).exists() and old is not None and old != params and not force:
+        differs = ", ".join(
+            f"{key} {old.get(key)} (this run: {value})"
+            for key, value in params.items()
+            if old.get(key) != value
+        )
+        raise DataError(
+            f"{out}: holds other scenes ({differs}); pass --force to replace them or choose "
+            "another --out"
+        )
+    check_writable(out, "scenes folder")
+    try:
+        (out / LABELS_FILE).unlink(missing_ok=True)
+        (out / PARAMS_FILE).unlink(missing_ok=True)
+        (out / "images").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{out}: cannot write the scenes folder ({os_reason(e)})") from None
 
 
 def _run_tasks(

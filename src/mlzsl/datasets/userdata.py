@@ -50,6 +50,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 
 from mlzsl.errors import ConfigError, DataError, LabelError
+from mlzsl.files import atomic_path, atomic_write, open_input
 from mlzsl.labels import LabelSet
 
 SPLITS = ("train", "test")
@@ -152,23 +153,18 @@ def write_user_dataset(
     root.mkdir(parents=True, exist_ok=True)
     _check_separator(label_set, root / VOCABULARY_FILE)
     header = list(_expected_columns(negatives))
-    vocabulary_tmp = _tmp_path(root / VOCABULARY_FILE)
-    labels_tmp = _tmp_path(root / LABELS_FILE)
-    try:
+    # entered labels first, so it is renamed into place last: a folder with it is complete
+    with (
+        atomic_write(root / LABELS_FILE, newline="", what=LABELS_FILE) as f,
+        atomic_path(root / VOCABULARY_FILE, what=VOCABULARY_FILE) as vocabulary_tmp,
+    ):
         label_set.to_csv(vocabulary_tmp)
-        with labels_tmp.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            n_rows = 0
-            for row in rows:
-                writer.writerow(_row_cells(row, label_set, negatives))
-                n_rows += 1
-    except BaseException:
-        vocabulary_tmp.unlink(missing_ok=True)
-        labels_tmp.unlink(missing_ok=True)
-        raise
-    os.replace(vocabulary_tmp, root / VOCABULARY_FILE)
-    os.replace(labels_tmp, root / LABELS_FILE)
+        writer = csv.writer(f)
+        writer.writerow(header)
+        n_rows = 0
+        for row in rows:
+            writer.writerow(_row_cells(row, label_set, negatives))
+            n_rows += 1
     return n_rows
 
 
@@ -196,7 +192,7 @@ def _row_cells(row: UserRow, label_set: LabelSet, negatives: bool) -> list[str]:
 
 
 def _read_vocabulary(path: Path) -> LabelSet:
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataError(f"{path}: missing (a data folder needs {VOCABULARY_FILE}: label,split)")
     label_set = LabelSet.from_csv(path)
     _check_separator(label_set, path)
@@ -242,12 +238,12 @@ def _extend(pairs: tuple[array, array], row: int, columns: list[int]) -> None:
 
 def _read_labels(path: Path, label_set: LabelSet) -> _Parsed:
     """Rows of ``labels.csv``: image paths, splits and the listed (and negative) label columns."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataError(f"{path}: missing (a data folder needs {LABELS_FILE}: image,split,labels)")
     parsed = _Parsed()
     first_line: dict[str, int] = {}
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with open_input(path, "r", what=LABELS_FILE, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             if _check_header(path, reader.fieldnames):
                 parsed.negatives = (array("i"), array("i"))
@@ -359,8 +355,3 @@ def _targets(label_set: LabelSet, parsed: _Parsed) -> np.ndarray:
     train = np.asarray(parsed.splits) == "train"  # [N]
     targets[np.ix_(train, label_set.unseen_idx)] = 0  # hidden from training
     return targets
-
-
-def _tmp_path(path: Path) -> Path:
-    """The temporary name ``path`` is written under before it is renamed into place."""
-    return path.with_name(path.name + ".tmp")

@@ -36,13 +36,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
 from mlzsl.datasets.dataset_info import DATASET_FILE, read_dataset_info
 from mlzsl.datasets.userdata import SPLITS, read_user_dataset
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.files import atomic_write, open_input
 from mlzsl.progress import progress
 
 MANIFEST_FILE = "manifest.csv"
@@ -146,18 +147,22 @@ def check_file(path: Path, *, decode: bool = True) -> FileCheck:
         return FileCheck(None, error=_one_line(e))
     try:
         digest = hashlib.sha256()
-        with path.open("rb") as f:
+        with open_input(path, what="image") as f:  # a FIFO or device is refused, never read
             for chunk in iter(lambda: f.read(_CHUNK), b""):
                 digest.update(chunk)
+            error = _decode_error(f) if decode else ""
+    except DataError as e:
+        return FileCheck(size, error=str(e).removeprefix(f"{path}: "))
     except OSError as e:
         return FileCheck(size, error=_one_line(e))
-    return FileCheck(size, digest.hexdigest(), _decode_error(path) if decode else "")
+    return FileCheck(size, digest.hexdigest(), error)
 
 
-def _decode_error(path: Path) -> str:
-    """ "" when PIL opens and fully decodes ``path``, else why not."""
+def _decode_error(f: BinaryIO) -> str:
+    """ "" when PIL opens and fully decodes the open file ``f``, else why not."""
     try:
-        with Image.open(path) as img:
+        f.seek(0)
+        with Image.open(f) as img:
             if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
                 return f"{img.width}x{img.height} pixels exceed PIL's decompression-bomb limit"
             img.load()  # decode every pixel: truncated files fail here
@@ -188,6 +193,8 @@ def classify(
 def _verdict(check: FileCheck, placeholders: dict[str, int], min_bytes: int) -> tuple[str, str]:
     if check.size is None:
         return "missing", f"missing: {check.error}"
+    if check.error and not check.sha256:  # not read at all: a FIFO, a device, no permission
+        return "unreadable", f"unreadable: {check.error}"
     if check.sha256 in placeholders:
         n = placeholders[check.sha256]
         return "placeholder", f"placeholder: same bytes in {n} files (sha256 {check.sha256[:16]})"
@@ -323,14 +330,8 @@ def _write_excluded(f: Any, excluded: list[tuple[str, str]]) -> None:
 
 def _replace(path: Path, write: Callable[[Any], object]) -> None:
     """Write text to ``path`` through ``write(file)`` under a temporary name, then rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"{path}: cannot write ({e.strerror or e})") from None
+    with atomic_write(path, newline="", what=path.name) as f:
+        write(f)
 
 
 def read_exclusions(data_dir: str | Path) -> dict[str, str]:
@@ -346,10 +347,11 @@ def read_exclusions(data_dir: str | Path) -> dict[str, str]:
             names the file and the line).
     """
     path = Path(data_dir) / EXCLUDED_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return {}
+    try:
+        with open_input(path, "r", what=EXCLUDED_FILE, encoding="utf-8") as f:
+            lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read it ({e})") from None
     header = lines[0] if lines else ""

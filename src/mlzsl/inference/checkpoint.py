@@ -20,7 +20,6 @@ target, so a killed write never leaves a checkpoint that looks whole.
 
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from torch import nn
 
 from mlzsl import __version__
 from mlzsl.errors import DataError
+from mlzsl.files import atomic_write, check_input
 from mlzsl.models import MLZSLModel, create_model
 from mlzsl.models._fusion import ScoreFusion
 
@@ -97,6 +97,8 @@ class StoreRecord:
     test_images: int
     test_set: str | None
     """The line naming the store's test-set variant (:meth:`FeatureStore.test_set_line`)."""
+    job: str | None = None
+    """The extraction's fingerprint of the store's content (``None``: an imported store)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,7 @@ class Checkpoint:
                 "dataset": store.dataset,
                 "images": {"train": store.train_images, "test": store.test_images},
                 "test_set": store.test_set,
+                "job": store.job,
             },
             "image_size": pre.image_size,
             "resize": pre.resize,
@@ -264,15 +267,16 @@ def _build(
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
-    """Atomically write ``ckpt`` to ``path`` (its folder is created)."""
+    """Atomically write ``ckpt`` to ``path`` (its folder is created).
+
+    Raises:
+        DataError: ``path`` cannot be written (a full disk, a read-only folder); nothing is left.
+    """
+    # a temporary file in path's folder, fsynced and renamed; removed on any failure, and a full
+    # disk (torch says "unexpected pos") or a read-only folder is one DataError naming path
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
+    with atomic_write(path, "wb", what="checkpoint") as f:
         torch.save(ckpt.to_payload(), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 
@@ -288,8 +292,7 @@ def _numpy_globals() -> list[Any]:
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: checkpoint not found")
+    check_input(path, "checkpoint")  # a FIFO or a folder is one line, before torch opens it
     try:  # weights_only: tensors and plain types only, so loading never runs code
         with torch.serialization.safe_globals(_numpy_globals()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a refused file is our one line, not torch's warning
@@ -367,6 +370,7 @@ def _store(payload: dict[str, Any], path: Path) -> StoreRecord | None:
         train_images=int(images.get("train") or 0),
         test_images=int(images.get("test") or 0),
         test_set=store.get("test_set"),
+        job=store.get("job"),
     )
 
 

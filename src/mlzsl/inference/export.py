@@ -18,6 +18,7 @@ on shapes other than the traced ones (``tests/test_export.py``).
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -26,12 +27,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlzsl.errors import ConfigError, DataError
+from mlzsl.errors import ConfigError
+from mlzsl.files import atomic_path, open_input
 from mlzsl.inference.card import model_card
 from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.inference.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
 
-__all__ = ["OPSET", "TaggingGraph", "export_checkpoint", "export_module", "require_onnx"]
+__all__ = [
+    "OPSET",
+    "TaggingGraph",
+    "export_checkpoint",
+    "export_module",
+    "is_mlzsl_export",
+    "require_onnx",
+]
 
 OPSET = 17
 
@@ -80,35 +89,32 @@ def export_module(
     """
     onnx = require_onnx()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     axes = dynamic or {
         names[0]: {0: "batch"},
         names[1]: {0: "labels"},
         "scores": {0: "batch", 1: "labels"},
     }
-    tmp = path.with_name(f".{path.name}.tmp")
+    traced = io.BytesIO()  # traced in memory: the only file written is the finished model
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape-reading Python code
         torch.onnx.export(
             module.eval(),
             inputs,
-            str(tmp),
+            traced,  # type: ignore[arg-type]  # a file object is accepted as well
             input_names=list(names),
             output_names=["scores"],
             dynamic_axes=axes,
             opset_version=OPSET,
             dynamo=False,
         )
-    graph = onnx.load(str(tmp))
+    graph = onnx.load_from_string(traced.getvalue())
+    del traced
     for key, value in (metadata or {}).items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
-    try:
-        onnx.save(graph, str(path))
-    except OSError as e:
-        raise DataError(f"{path}: cannot write the ONNX file ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    # in the target's folder under a temporary name, renamed when whole; removed on any failure
+    with atomic_path(path, what="ONNX file") as tmp:
+        onnx.save(graph, str(tmp))
     return path
 
 
@@ -148,3 +154,15 @@ def export_checkpoint(
         metadata={"mlzsl_card": json.dumps(card, default=str), **preprocessing},
     )
     return card
+
+
+def is_mlzsl_export(path: Path) -> bool:
+    """Whether ``path`` is an ONNX model written by :func:`export_checkpoint` (it has the
+    ``mlzsl_card`` metadata), which ``mlzsl export --out`` may replace without ``--force``."""
+    onnx = require_onnx()
+    try:
+        with open_input(path, what="ONNX model") as f:
+            model = onnx.load_model(f, load_external_data=False)
+    except Exception:  # not an ONNX file at all
+        return False
+    return any(p.key == "mlzsl_card" for p in model.metadata_props)

@@ -22,6 +22,7 @@ import numpy as np
 from mlzsl.embeddings import create_embedder
 from mlzsl.embeddings.base import Embedder
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.files import check_input
 from mlzsl.images import RESIZE_MODES
 from mlzsl.inference.tags import ImageScorer
 
@@ -50,8 +51,7 @@ class OnnxTagger(ImageScorer):
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         ort = require_onnxruntime()
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"{self.path}: ONNX model not found")
+        check_input(self.path, "ONNX model")  # a FIFO or a folder is one line
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

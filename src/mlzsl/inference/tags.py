@@ -22,6 +22,7 @@ import numpy as np
 from mlzsl.embeddings import embed_labels
 from mlzsl.embeddings.base import check_labels
 from mlzsl.errors import ConfigError, DataError, LabelError
+from mlzsl.files import check_input, open_input
 from mlzsl.images import load_image
 from mlzsl.labels import read_vocabulary
 from mlzsl.progress import progress
@@ -56,7 +57,8 @@ def parse_labels(text: str | Sequence[str]) -> list[str]:
 
 def read_labels_file(path: str | Path) -> list[str]:
     """Label names from a file, one per line; blank lines and lines starting with ``#`` skipped."""
-    return parse_labels([n for n in read_vocabulary(Path(path)) if not n.startswith("#")])
+    path = check_input(path, "labels file")  # a FIFO would block the read forever
+    return parse_labels([n for n in read_vocabulary(path) if not n.startswith("#")])
 
 
 def collect_images(paths: Iterable[str | Path]) -> list[Path]:
@@ -183,11 +185,10 @@ class ImageScorer(ABC):
     def load_image(self, image: str | Path) -> np.ndarray:
         """One decoded, normalised image: float32 [3, H, W]; a bad file is an error naming it."""
         try:
-            return self.decode(Path(image))
-        except FileNotFoundError:
-            raise DataError(f"{image}: image not found") from None
-        except IsADirectoryError:
-            raise DataError(f"{image}: a folder, not an image") from None
+            with open_input(image, what="image") as f:  # a FIFO or device is refused, not opened
+                return self.decode(f)
+        except DataError:
+            raise
         except Exception as e:  # PIL raises several types for non-images
             raise DataError(f"{image}: not a readable image ({type(e).__name__})") from None
 

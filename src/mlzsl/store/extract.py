@@ -59,6 +59,7 @@ from mlzsl.datasets.userdata import UserDataset, read_user_dataset
 from mlzsl.datasets.verify import read_exclusions
 from mlzsl.distributed import DistInfo, barrier, setup_distributed, torchrun_world
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.files import atomic_write, check_writable, open_input
 from mlzsl.images import load_image
 from mlzsl.progress import progress
 from mlzsl.store.feature_store import read_header, write_store
@@ -260,7 +261,8 @@ class _BlockImages(Dataset[_Block]):
         rows, images, failed = [], [], []
         for row in self.job_rows[block * self.block_size : (block + 1) * self.block_size]:
             try:
-                images.append(load_image(self.paths[row], self.size, self.mean, self.std))
+                with open_input(self.paths[row], what="image") as f:  # a FIFO: a skip, no hang
+                    images.append(load_image(f, self.size, self.mean, self.std))
                 rows.append(int(row))
             except Exception as e:  # any failure to decode one file skips that file only
                 failed.append((int(row), _reason(e)))
@@ -461,6 +463,7 @@ def _check_out(out: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{out}: cannot be written: {existing} is a file, not a folder")
+    check_writable(out.parent, "feature store")  # a read-only or full disk: one line, no work
 
 
 def _check_replace(job: _Job) -> None:
@@ -671,12 +674,10 @@ def _dataset_meta(root: Path) -> dict[str, Any]:
 
 
 def _write_report(path: Path, skipped: list[tuple[str, str]]) -> None:
-    tmp = path.with_name(f"{path.name}.{unique_name()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_write(path, what="skip report") as f:
         f.write("image\treason\n")
         for image, why in skipped:
             f.write(f"{image}\t{why}\n")
-    os.replace(tmp, path)
 
 
 def _read_report(path: Path) -> list[tuple[str, str]]:

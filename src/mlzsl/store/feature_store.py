@@ -43,6 +43,7 @@ import numpy.typing as npt
 from mlzsl import __version__
 from mlzsl.datasets.dataset_info import DatasetInfo, EvaluationKind, store_dataset_info
 from mlzsl.errors import DataError
+from mlzsl.files import atomic_path
 from mlzsl.labels import LabelSet
 from mlzsl.store.sparse_labels import (
     LabelSource,
@@ -284,7 +285,9 @@ def write_store(
     """Write a complete store atomically.
 
     Args:
-        path: the final file; written as ``path.tmp`` first, then renamed.
+        path: the final file; written under a temporary name in its folder, then renamed
+            (:func:`mlzsl.files.atomic_path`: on a failure, a full disk included, nothing is
+            left and an ``OSError`` is a one-line :class:`DataError`).
         features: yields float arrays [n_i, C, H, W] in row order, n_i summing to ``n_images``
             (streamed: only one block is in memory at a time).
         n_images: N.
@@ -307,8 +310,7 @@ def write_store(
             f"{path}: inconsistent store contents: labels {shape}, "
             f"{len(image_ids)} ids, {len(splits)} splits, {n_images} images, {n_labels} labels"
         )
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path, what="feature store") as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["complete"] = False
         dset = f.create_dataset(
@@ -333,7 +335,6 @@ def write_store(
         f.attrs["mlzsl_version"] = __version__
         f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         f.attrs["complete"] = True  # last: a crash before here leaves complete=False
-    os.replace(tmp, path)
     return path
 
 

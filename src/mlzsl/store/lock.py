@@ -17,6 +17,9 @@ import time
 import uuid
 from pathlib import Path
 
+from mlzsl.errors import DataError
+from mlzsl.files import os_reason
+
 LOCK_STALE_SECONDS = 600.0
 _LOCK_POLL_SECONDS = 0.2
 _LOCK_REFRESH_SECONDS = 5.0
@@ -119,8 +122,12 @@ class StoreLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"host": _host_id(), "pid": os.getpid(), "token": self.token}, f)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"host": _host_id(), "pid": os.getpid(), "token": self.token}, f)
+        except OSError as e:  # a full disk: no empty lock left behind, one line
+            self.path.unlink(missing_ok=True)
+            raise DataError(f"{self.path}: cannot write the lock ({os_reason(e)})") from None
         self.held, self._refreshed = True, time.monotonic()
         return True
 

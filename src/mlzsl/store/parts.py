@@ -18,6 +18,7 @@ import numpy as np
 
 from mlzsl.datasets.verify import EXCLUDED_FILE
 from mlzsl.errors import DataError
+from mlzsl.files import atomic_write, os_reason
 from mlzsl.store.feature_store import FeatureStore
 from mlzsl.store.lock import StoreLock, unique_name
 
@@ -89,9 +90,8 @@ def prepare_parts(job: Journal, *, replace: bool) -> bool:
 
 
 def _write_marker(parts: Path, job: str) -> None:
-    tmp = parts / f"job.json.{unique_name()}.tmp"
-    tmp.write_text(json.dumps({"format": PARTS_FORMAT, "job": job}), encoding="utf-8")
-    os.replace(tmp, parts / "job.json")
+    with atomic_write(parts / "job.json", what="parts journal") as f:
+        f.write(json.dumps({"format": PARTS_FORMAT, "job": job}))
 
 
 def set_aside(parts: Path) -> Path | None:
@@ -127,18 +127,24 @@ def save_part(
     """Write one block atomically; a unique temporary name lets two processes write it at once."""
     final = part_path(parts, block)
     tmp = final.with_name(f"{final.name}.{unique_name()}.tmp")
-    with tmp.open("wb") as f:
-        np.savez(
-            f,
-            job=np.asarray(job),
-            rows=rows,
-            features=feats.astype(np.float16),
-            failed_rows=np.asarray([r for r, _ in failed], dtype=np.int64),
-            failed_reasons=np.asarray([m for _, m in failed], dtype=str),
-        )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    try:
+        with tmp.open("wb") as f:  # not mlzsl.files.atomic_write: a vanished folder stays gone
+            np.savez(
+                f,
+                job=np.asarray(job),
+                rows=rows,
+                features=feats.astype(np.float16),
+                failed_rows=np.asarray([r for r, _ in failed], dtype=np.int64),
+                failed_reasons=np.asarray([m for _, m in failed], dtype=str),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):  # full, read-only
+            raise DataError(f"{final}: cannot write the block ({os_reason(e)})") from None
+        raise
 
 
 def part_done(parts: Path, block: int, job: str) -> bool:

@@ -42,6 +42,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from mlzsl.config import TrainConfig, save_config
 from mlzsl.distributed import barrier, setup_distributed
 from mlzsl.errors import ConfigError, DataError
+from mlzsl.files import atomic_write
 from mlzsl.inference.checkpoint import (
     Checkpoint,
     Fusion,
@@ -273,6 +274,12 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+def _store_job(store: FeatureStore) -> str | None:
+    """The extraction fingerprint of a store's content (``None`` for an imported store)."""
+    job = store.header.meta.get("job")
+    return str(job) if job else None
+
+
 def _check_run_folder(out_dir: Path) -> None:
     """Refuse a run folder that names a file or cannot be created, before any work is done."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -369,6 +376,7 @@ class Trainer:
                 train_images=len(self.train_rows),
                 test_images=len(self.store.indices("test")),
                 test_set=self.store.test_set_line(),
+                job=_store_job(self.store),
             ),
             config=self.config.to_dict(),
             epoch=self.state.epoch,
@@ -402,14 +410,16 @@ class Trainer:
             )
         if ckpt.train_state is None:
             raise DataError(f"{path}: holds no training state to resume from")
-        ran_on, store = ckpt.store, self.store
-        if ran_on is not None and (ran_on.file, ran_on.train_images) != (
-            store.path.name,
-            len(self.train_rows),
+        ran_on, job = ckpt.store, _store_job(self.store)
+        if ran_on is not None and (
+            (ran_on.job, ran_on.train_images) != (job, len(self.train_rows))
+            if ran_on.job and job
+            else (ran_on.file, ran_on.train_images) != (self.store.path.name, len(self.train_rows))
         ):
             raise ConfigError(
                 f"{path}: this folder holds a run on another store ({ran_on.file}, "
-                f"{ran_on.train_images:,} training images); use a new --out or the same store"
+                f"{ran_on.train_images:,} training images), not {self.store.path}; use a new "
+                "--out or the same store"
             )
         self.model.load_state_dict(ckpt.state_dict)
         train_state = ckpt.train_state
@@ -580,7 +590,8 @@ class Trainer:
             if len(results.by_convention) > 1:
                 summary["selected_by"] = results.primary_convention
                 summary["by_convention"] = results.by_convention_dict()
-            (self.out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            with atomic_write(self.out_dir / "metrics.json", what="metrics") as f:
+                f.write(json.dumps(summary, indent=2))
         return FitResult(
             out_dir=self.out_dir,
             best_epoch=self.state.best_epoch,
@@ -612,12 +623,10 @@ def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_write(path, newline="", what="training history") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class _TensorBoard:
