@@ -41,7 +41,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from mlzsl.backbones import DEFAULT_BACKBONE
+from mlzsl.backbones import DEFAULT_BACKBONE, same_maps
 from mlzsl.config import TrainConfig, list_packaged_configs, load_config, packaged_config
 from mlzsl.datasets.dataset_info import read_dataset_info
 from mlzsl.datasets.scenes import DEMO_IMAGE_SIZE, generate_scenes
@@ -486,7 +486,7 @@ def photo_row_on_store(
     photo model's (name and weights); else ``(None, the reason)``."""
     ckpt = load_checkpoint(resolve_checkpoint(PHOTO_ROW))
     theirs, ours = store.header.backbone, ckpt.backbone
-    if (theirs.get("name"), theirs.get("sha256")) != (ours.get("name"), ours.get("sha256")):
+    if not same_maps(theirs, ours):
         return None, (
             f"photo row omitted: the store's features come from {theirs.get('name')} (weights "
             f"{str(theirs.get('sha256'))[:12]}), the photo model reads {ours.get('name')} "

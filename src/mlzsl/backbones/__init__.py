@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -37,6 +38,7 @@ __all__ = [
     "create_backbone",
     "get_spec",
     "list_backbones",
+    "same_maps",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -156,3 +158,9 @@ def _check_image_size(image_size: int, spec: BackboneSpec) -> int:
             f"(at least {spec.min_image_size})"
         )
     return image_size
+
+
+def same_maps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two backbone identities (:meth:`Backbone.identity`, as stores and checkpoints
+    record them) make the same feature maps: the same network and the same weights."""
+    return (a.get("name"), a.get("sha256")) == (b.get("name"), b.get("sha256"))

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from mlzsl.backbones import same_maps
 from mlzsl.datasets.dataset_info import EvaluationKind, read_dataset_info
 from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.distributed import SINGLE_PROCESS, DistInfo, unwrap
@@ -144,7 +145,7 @@ def evaluate_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     store = FeatureStore(store_path)
     theirs, ours = store.header.backbone, ckpt.backbone
-    if (theirs.get("name"), theirs.get("sha256")) != (ours.get("name"), ours.get("sha256")):
+    if not same_maps(theirs, ours):
         raise DataError(
             f"{store.path}: features come from backbone {theirs.get('name')!r} "
             f"(weights {str(theirs.get('sha256'))[:12]}), but {checkpoint} was trained on "

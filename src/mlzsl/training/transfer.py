@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from mlzsl.backbones import same_maps
 from mlzsl.config import TrainConfig
 from mlzsl.errors import ConfigError
 from mlzsl.inference.checkpoint import Checkpoint, Fusion, load_checkpoint
@@ -82,7 +83,7 @@ def load_teacher(config: TrainConfig, store: FeatureStore) -> Teacher | None:
         )
     ckpt = load_checkpoint(real_photo_checkpoint(config.teacher))
     theirs, ours = store.header.backbone, ckpt.backbone
-    if (theirs.get("name"), theirs.get("sha256")) != (ours.get("name"), ours.get("sha256")):
+    if not same_maps(theirs, ours):
         raise ConfigError(
             f"teacher {config.teacher!r} reads {ours.get('name')} maps, but {store.path.name} "
             f"holds {theirs.get('name')} maps: set backbone={ours.get('name')} (train --data) or "
