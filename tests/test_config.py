@@ -460,3 +460,10 @@ def test_save_writes_the_expanded_env_values(
     save_config(config, tmp_path / "c.yaml")
     monkeypatch.delenv("MLZSL_TEST_VECTORS")
     assert load_config(tmp_path / "c.yaml") == config  # no longer needs the variable
+
+
+def test_a_setting_name_that_is_not_a_word_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text("?\n")  # YAML: a mapping whose one key is null
+    with pytest.raises(ConfigError, match="setting names must be words"):
+        load_config(path)

@@ -181,6 +181,9 @@ def config_from_dict(
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of settings at the top level")
     origins = origins or {}
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"{where}: setting names must be words, got {odd[0]!r}")
 
     def at(name: str) -> str:
         return origins.get(name) or origins.get(name.split(".")[0]) or where

@@ -30,6 +30,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -171,8 +172,13 @@ def _decode_error(f: BinaryIO) -> str:
     return ""
 
 
+_FILE_OBJECT = re.compile(r"\s*<_io\.\w+ name=[^>]*>")
+
+
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or "no detail"
+    # PIL names the open file object ("<_io.BufferedReader name=24>"): its descriptor number
+    # differs from run to run, and the report's line must not
+    text = _FILE_OBJECT.sub("", " ".join(str(error).split())).strip() or "no detail"
     return f"{type(error).__name__}: {text}"[:300]
 
 
