@@ -128,13 +128,11 @@ def draw(report: dict[str, Any], path: Path, config: str) -> None:
             label = f"{config}, transfer from photo" if transfer else f"{config}, head alone"
             ax.plot(xs, ys, style, label=label)
         ax.axhline(report["photo"][split], color="gray", ls=":", label="photo (no training)")
-        ax.set_title(
-            f"{split.upper()} mAP (17 unseen labels)" if split == "zsl" else "GZSL mAP (65)"
-        )
+        ax.set_title("ZSL mAP (unseen labels)" if split == "zsl" else "GZSL mAP (all labels)")
         ax.set_xlabel("training photos")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mAP, %")
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].legend(fontsize=8, loc="center right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
