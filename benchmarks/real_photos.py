@@ -41,10 +41,10 @@ from mlzsl.inference.pretrained import (
     PHOTO_MODELS,
     imagenet_classes,
     imagenet_classifier,
-    label_texts,
     real_photo_checkpoint,
 )
 from mlzsl.inference.tagger import Tagger
+from mlzsl.labels import label_texts
 from mlzsl.metrics import mean_average_precision
 from mlzsl.models.imagenet_conse import ImagenetConse
 from mlzsl.protocol import evaluate_default

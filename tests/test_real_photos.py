@@ -19,9 +19,9 @@ from mlzsl.inference.pretrained import (
     build_photo_checkpoint,
     imagenet_classes,
     imagenet_classifier,
-    label_texts,
     real_photo_checkpoint,
 )
+from mlzsl.labels import label_texts
 from mlzsl.models import create_model, list_models
 from mlzsl.models.imagenet_conse import ImagenetConse
 from tests.conftest import SHARED_DATA

@@ -49,8 +49,8 @@ from mlzsl.embeddings import embed_labels
 from mlzsl.errors import ConfigError
 from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.inference.evaluation import evaluate_folder, evaluate_model
-from mlzsl.inference.pretrained import label_texts
 from mlzsl.inference.tagger import Tagger, resolve_checkpoint
+from mlzsl.labels import label_texts
 from mlzsl.models import (
     count_parameters,
     create_model,

@@ -126,3 +126,9 @@ def read_vocabulary(path: Path) -> list[str]:
     except UnicodeDecodeError:
         raise DataError(f"{path}: vocabulary is not UTF-8 text") from None
     return [name for name in (line.strip() for line in text.splitlines()) if name]
+
+
+def label_texts(names: Sequence[str], prompt: str | None) -> list[str]:
+    """The texts to embed for label ``names``: each put in ``prompt`` (a template with one
+    ``{}``, e.g. "a photo of a {}."), or the names as they are when ``prompt`` is ``None``."""
+    return [prompt.format(name) for name in names] if prompt else list(names)

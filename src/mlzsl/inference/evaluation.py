@@ -35,7 +35,7 @@ from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.inference.tags import ImageScorer, score_files
-from mlzsl.labels import LabelSet
+from mlzsl.labels import LabelSet, label_texts
 from mlzsl.progress import progress
 from mlzsl.protocol import Results, evaluate, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
@@ -56,7 +56,7 @@ def label_vectors(
     """Vectors of every label of ``label_set`` (float32 [L, E]), each name put in ``prompt``
     first when given (a checkpoint's ``label_prompt``); cached on disk."""
     embedder = create_embedder(embedder_spec)
-    texts = [prompt.format(name) for name in label_set.names] if prompt else list(label_set.names)
+    texts = label_texts(label_set.names, prompt)
     return torch.from_numpy(np.ascontiguousarray(embed_labels(texts, embedder)))
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
@@ -55,6 +55,7 @@ from mlzsl.backbones._weights import read_state_dict, sha256_file
 from mlzsl.embeddings import create_embedder, embed_labels
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.inference.checkpoint import Checkpoint, Preprocess, Vocabulary, save_checkpoint
+from mlzsl.labels import label_texts
 from mlzsl.models.imagenet_conse import ImagenetConse
 from mlzsl.runtime import cache_home
 
@@ -66,7 +67,6 @@ __all__ = [
     "build_photo_checkpoint",
     "imagenet_classes",
     "imagenet_classifier",
-    "label_texts",
     "real_photo_checkpoint",
 ]
 
@@ -132,11 +132,6 @@ _CLASSIFIER_FILES: dict[str, Callable[[], tuple[Path, str]]] = {
     "efficientnet_lite0": _lite.default_weights,
     "efficientnet_lite2": _lite.default_weights_lite2,
 }
-
-
-def label_texts(names: Sequence[str], prompt: str | None) -> list[str]:
-    """The texts to embed for label ``names``: each put in ``prompt`` (``None``: as they are)."""
-    return [prompt.format(name) for name in names] if prompt else list(names)
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ from mlzsl.embeddings.base import check_labels
 from mlzsl.errors import ConfigError, DataError, LabelError
 from mlzsl.files import check_input, open_input
 from mlzsl.images import load_image
-from mlzsl.labels import read_vocabulary
+from mlzsl.labels import label_texts, read_vocabulary
 from mlzsl.progress import progress
 
 if TYPE_CHECKING:
@@ -194,8 +194,7 @@ class ImageScorer(ABC):
 
     def label_texts(self, labels: Sequence[str]) -> list[str]:
         """What is embedded for each label name: the name put in :attr:`label_prompt`, if any."""
-        prompt = self.label_prompt
-        return [prompt.format(name) for name in labels] if prompt else list(labels)
+        return label_texts(labels, self.label_prompt)
 
     def label_vectors(self, labels: Sequence[str], *, disk_cache: bool = True) -> np.ndarray:
         """The embedder's vectors of ``labels`` (prompt applied): float32 [L, E].

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ from mlzsl.errors import ConfigError
 __all__ = ["MLZSLModel"]
 
 
-class MLZSLModel(nn.Module):
+class MLZSLModel(nn.Module, ABC):
     """A zero-shot tagger: ``forward(f, v) == score(forward_embeddings(f), v)``.
 
     A subclass states its keyword-only arguments once, in ``__init__``. The arguments of each
@@ -58,13 +59,13 @@ class MLZSLModel(nn.Module):
         """
         return self.score(self.forward_embeddings(features), label_vectors)
 
+    @abstractmethod
     def forward_embeddings(self, features: Tensor) -> Tensor:
         """The label-independent part of :meth:`forward`: a tensor with B first."""
-        raise NotImplementedError
 
+    @abstractmethod
     def score(self, embeddings: Tensor, label_vectors: Tensor) -> Tensor:
         """Scores [B, L] from :meth:`forward_embeddings`' output and label vectors [L, E]."""
-        raise NotImplementedError
 
     def extra_loss(self, targets: Tensor) -> Tensor | None:
         """The model's auxiliary loss for the last training forward, which the trainer adds to
