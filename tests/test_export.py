@@ -102,16 +102,19 @@ def test_export_and_tag_onnx_reproduce_mlzsl_tag(
     args = ["tag", str(tmp_path / "photos"), "--labels", LABELS, "--top-k", "5", "--json"]
     assert main([*args, "--onnx", str(out)]) == 0
     onnx = json.loads(capsys.readouterr().out)
-    assert main([*args, "--checkpoint", str(tiny_ckpt)]) == 0
+    assert main([*args, "--checkpoint", str(tiny_ckpt), "--runtime", "torch"]) == 0
     torch_ = json.loads(capsys.readouterr().out)
-    assert onnx["labels"] == torch_["labels"] and onnx["skipped"] == torch_["skipped"]
-    assert list(onnx["images"]) == list(torch_["images"]) == [str(p) for p in photos]
-    for image, tags in torch_["images"].items():
-        assert [t["label"] for t in onnx["images"][image]] == [t["label"] for t in tags]
-        _close(
-            np.array([t["score"] for t in onnx["images"][image]]),
-            np.array([t["score"] for t in tags]),
-        )
+    assert main([*args, "--checkpoint", str(tiny_ckpt)]) == 0  # the default engine
+    default = json.loads(capsys.readouterr().out)
+    for other in (onnx, default):
+        assert other["labels"] == torch_["labels"] and other["skipped"] == torch_["skipped"]
+        assert list(other["images"]) == list(torch_["images"]) == [str(p) for p in photos]
+        for image, tags in torch_["images"].items():
+            assert [t["label"] for t in other["images"][image]] == [t["label"] for t in tags]
+            _close(
+                np.array([t["score"] for t in other["images"][image]]),
+                np.array([t["score"] for t in tags]),
+            )
     # the metadata carries the card and the preprocessing
     tagger = OnnxTagger(out)
     assert tagger.card["model"] == "fast0tag" and tagger.image_size == 64
@@ -157,10 +160,13 @@ def test_the_photo_model_exports_with_parity(tmp_path: Path) -> None:
     runtime = OnnxTagger(out)
     shapes = {runtime.load_image(p).shape for p in photos}
     assert len(shapes) == 3  # three different H × W, none of them the traced one
-    _close(runtime.scores(photos, labels), Tagger.from_checkpoint("photo").scores(photos, labels))
+    torch_ = Tagger.from_checkpoint("photo", runtime="torch")
+    _close(runtime.scores(photos, labels), torch_.scores(photos, labels))
+    # the default engine of `mlzsl tag`: the export cached on first use
+    _close(Tagger.from_checkpoint("photo").scores(photos, labels), torch_.scores(photos, labels))
 
 
-def test_a_missing_extra_is_one_line(
+def test_a_missing_onnxruntime_is_one_line_or_torch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     image = _photos(tmp_path, [(40, 40)])[0]
@@ -173,3 +179,12 @@ def test_a_missing_extra_is_one_line(
     assert main(["tag", str(image), "--labels", "dog", "--onnx", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip()
     assert "pip install 'mlzsl[export]'" in err and len(err.splitlines()) == 1
+    ckpt = save_tiny_fast0tag(tmp_path / "t.pt")
+    assert (
+        main(["tag", str(image), "--labels", "dog", "--checkpoint", str(ckpt), "--runtime", "onnx"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'mlzsl[export]'" in err and len(err.splitlines()) == 1
+    # without onnxruntime the default engine is torch: tagging still works
+    assert main(["tag", str(image), "--labels", "dog", "--checkpoint", str(ckpt)]) == 0

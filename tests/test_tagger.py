@@ -67,7 +67,10 @@ def checkpoint(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="module")
 def tagger(checkpoint: Path) -> Tagger:
-    return Tagger.from_checkpoint(checkpoint)
+    """The torch tagger (tests/test_default_runtime.py checks the default engine against it)."""
+    tagger = Tagger.from_checkpoint(checkpoint, runtime="torch")
+    assert isinstance(tagger, Tagger)
+    return tagger
 
 
 @pytest.fixture(scope="module")

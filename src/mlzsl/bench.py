@@ -476,7 +476,7 @@ def photo_row_on_folder(data: str | Path, *, quiet: bool = True) -> PhotoRow:
     tagger = Tagger.from_checkpoint(PHOTO_ROW)
     result = evaluate_folder(tagger, data, show_progress=not quiet)
     how = "scored from the folder's test images (no training)"
-    return PhotoRow(_flat(result.results), count_parameters(tagger.model), result.n_images, how)
+    return PhotoRow(_flat(result.results), tagger.parameters or 0, result.n_images, how)
 
 
 def photo_row_on_store(

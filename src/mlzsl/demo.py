@@ -116,7 +116,8 @@ def tag_examples(
     hit = truth[np.arange(len(rows)), scores.argmax(axis=1)]
     share = float(hit[has_unseen].mean()) if has_unseen.any() else float("nan")
     shown_rows = rows[np.flatnonzero(has_unseen)[:n_show]]
-    tagged = Tagger.from_checkpoint(checkpoint).tag(
+    # torch: exporting for onnxruntime would take longer than tagging these few images
+    tagged = Tagger.from_checkpoint(checkpoint, runtime="torch").tag(
         [data / store.image_ids[r] for r in shown_rows], unseen, top_k=3
     )
     shown = [

@@ -7,6 +7,7 @@ It shows count, rate and ETA on stderr, and stays quiet when ``MLZSL_NO_PROGRESS
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -54,3 +55,10 @@ def progress(
 def iterate(iterable: Iterable[T], **kwargs: object) -> Iterator[T]:
     """Iterate ``iterable`` with a progress bar; same keyword arguments as :func:`progress`."""
     yield from progress(iterable, **kwargs)  # type: ignore[arg-type]
+
+
+def say(line: str) -> None:
+    """One line of news about long work on stderr (a model built or exported on first use);
+    quiet when progress bars are (``MLZSL_NO_PROGRESS=1``)."""
+    if progress_enabled():
+        print(line, file=sys.stderr, flush=True)

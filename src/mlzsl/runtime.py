@@ -28,3 +28,52 @@ def cache_home() -> Path:
     """mlzsl's own folder: ``$MLZSL_CACHE`` if set, else ``~/.cache/mlzsl``."""
     root = os.environ.get("MLZSL_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "mlzsl"
+
+
+RUNTIMES = ("auto", "torch", "onnx")
+"""Engines a checkpoint's tagging path runs on (``--runtime``): ``auto`` picks one per machine
+(:func:`choose_runtime`)."""
+
+
+def cpu_threads() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a
+    container's cpuset), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def onnxruntime_installed() -> bool:
+    """Whether ``onnxruntime`` and ``onnx`` (which exporting needs) can be imported."""
+    from importlib.util import find_spec
+
+    return find_spec("onnxruntime") is not None and find_spec("onnx") is not None
+
+
+def choose_runtime(name: str | None = "auto") -> str:
+    """``"torch"`` or ``"onnx"``: the engine ``--runtime name`` means on this machine.
+
+    ``auto`` (and ``None``) is onnxruntime on a CPU-only machine where it is installed (2-3x
+    torch's speed here: ``benchmarks/README.md``), torch on a machine with CUDA (the tagger then
+    runs on the GPU) or without onnxruntime.
+    """
+    name = name or "auto"
+    if name not in RUNTIMES:
+        raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {name!r}")
+    if name == "torch":
+        return name
+    if name == "onnx" or not _cuda_available():
+        if onnxruntime_installed():
+            return "onnx"
+        if name == "onnx":
+            raise ConfigError(
+                "--runtime onnx needs onnxruntime and onnx: pip install 'mlzsl[export]'"
+            )
+    return "torch"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -118,6 +118,23 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--runtime`` and ``--threads`` options of the commands that tag photos."""
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="the engine that scores: auto (default: onnxruntime on a CPU, the checkpoint "
+        "exported on first use and cached; torch on a GPU), torch or onnx",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads, one image each (default: every core this process may use)",
+    )
+
+
 def add_batch_size_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--batch-size`` option of the commands that run photos through a backbone."""
     parser.add_argument(

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlzsl.cli import add_batch_size_argument, add_threads_argument
+from mlzsl.cli import add_batch_size_argument, add_runtime_argument
 
 if TYPE_CHECKING:
     from mlzsl.protocol import Results
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--per-label", type=Path, default=None, help="write per-label AP CSVs and scores.npz here"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    add_threads_argument(parser)
+    add_runtime_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from mlzsl.cli._common import print_json, results_text
     from mlzsl.errors import ConfigError, DataError
     from mlzsl.files import check_writable
-    from mlzsl.runtime import set_threads
 
-    set_threads(args.threads)
     if args.per_label is not None and args.per_label.exists() and not args.per_label.is_dir():
         raise DataError(f"{args.per_label}: --per-label names a file; give a folder")
     if args.per_label is not None:  # a read-only or full disk: one line before any work
@@ -98,8 +96,10 @@ def _ready_models() -> tuple[str, ...]:
 def _on_store(args: argparse.Namespace, spec: str) -> Outcome:
     from mlzsl.inference.evaluation import evaluate_checkpoint
     from mlzsl.inference.tagger import resolve_checkpoint
+    from mlzsl.runtime import set_threads
     from mlzsl.store.feature_store import FeatureStore
 
+    set_threads(args.threads)  # the head on stored features: torch's own threads
     name, results = evaluate_checkpoint(
         resolve_checkpoint(spec), args.store, embedder=args.embedder, split=args.split
     )
@@ -112,7 +112,9 @@ def _on_folder(args: argparse.Namespace, spec: str | None) -> Outcome:
     from mlzsl.inference.tagger import Tagger, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(spec)
-    tagger = Tagger.from_checkpoint(checkpoint, embedder=args.embedder)
+    tagger = Tagger.from_checkpoint(
+        checkpoint, embedder=args.embedder, runtime=args.runtime, threads=args.threads
+    )
     done = evaluate_folder(
         tagger,
         args.data,

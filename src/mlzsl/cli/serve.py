@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mlzsl.cli import add_threads_argument, positive_int
+from mlzsl.cli import add_runtime_argument, positive_int
 
 NAME = "serve"
 HELP = "serve a web page and an HTTP API that tag photos with any labels"
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["critical", "error", "warning", "info", "debug"],
         help="uvicorn's log level (requests are logged as method, path and status only)",
     )
-    add_threads_argument(parser)
+    add_runtime_argument(parser)
 
 
 def resolve_token(flag: str | None) -> str | None:
@@ -82,13 +82,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mlzsl.errors import ConfigError
-    from mlzsl.runtime import set_threads
     from mlzsl.server.app import LOOPBACK_HOSTS, create_app
     from mlzsl.server.service import MB, Limits, TagService
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
-    set_threads(args.threads)
     token = resolve_token(args.token)
     limits = Limits(
         max_file_bytes=args.max_file_mb * MB,
@@ -100,13 +98,19 @@ def run(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
     )
     started = time.perf_counter()
-    service = TagService.from_checkpoint(args.checkpoint, embedder=args.embedder, limits=limits)
+    service = TagService.from_checkpoint(
+        args.checkpoint,
+        embedder=args.embedder,
+        limits=limits,
+        runtime=args.runtime,
+        threads=args.threads,
+    )
     service.warm_up()
     card = service.card
     print(
         f"mlzsl serve: model {card['name']} ({card['model']}, {card['backbone']['name']} at "
-        f"{card['backbone']['image_size']} px, {card['embedder']} labels) loaded in "
-        f"{time.perf_counter() - started:.1f} s",
+        f"{card['backbone']['image_size']} px, {card['embedder']} labels, on {card['runtime']}) "
+        f"loaded in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
     loopback = args.host in LOOPBACK_HOSTS

@@ -13,10 +13,10 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlzsl.cli import add_batch_size_argument, add_threads_argument, positive_int
+from mlzsl.cli import add_batch_size_argument, add_runtime_argument, positive_int
 
 if TYPE_CHECKING:
-    from mlzsl.inference.tags import TagRun
+    from mlzsl.inference.tags import ImageScorer, TagRun
 
 NAME = "tag"
 TAGS_HEADER = b"image,label,score,rank"  # what a file --out may replace without --force begins with
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="let --out replace a file that is not a tags CSV"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    add_threads_argument(parser)
+    add_runtime_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,31 +70,27 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx is not None:  # onnxruntime, no torch imported
         from mlzsl.inference.onnx_runtime import OnnxTagger
 
-        if args.checkpoint is not None or args.embedder is not None:
-            raise ConfigError("--onnx takes no --checkpoint or --embedder: the file holds both")
+        if args.checkpoint is not None or args.embedder is not None or args.runtime == "torch":
+            raise ConfigError(
+                "--onnx takes no --checkpoint, --embedder or --runtime torch: the file holds both"
+            )
         checkpoint = args.onnx
-        result = OnnxTagger(args.onnx, threads=args.threads).tag_files(
-            args.paths,
-            labels,
-            top_k=args.top_k,
-            threshold=args.threshold,
-            batch_size=args.batch_size,
-        )
+        tagger: ImageScorer = OnnxTagger(args.onnx, threads=args.threads)
     else:
         from mlzsl.inference.tagger import Tagger, resolve_checkpoint
-        from mlzsl.runtime import set_threads
 
-        set_threads(args.threads)
         checkpoint = resolve_checkpoint(args.checkpoint)
-        tagger = Tagger.from_checkpoint(checkpoint, embedder=args.embedder)
-        result = tagger.tag_files(
-            args.paths,
-            labels,
-            top_k=args.top_k,
-            threshold=args.threshold,
-            batch_size=args.batch_size,
-            show_progress=not args.json,
+        tagger = Tagger.from_checkpoint(
+            checkpoint, embedder=args.embedder, runtime=args.runtime, threads=args.threads
         )
+    result = tagger.tag_files(
+        args.paths,
+        labels,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        show_progress=not args.json,
+    )
     if not result.tags:
         first, why = result.skipped[0]
         raise DataError(f"no readable image among {len(result.skipped)} path(s); {first}: {why}")

@@ -18,8 +18,10 @@ on shapes other than the traced ones (``tests/test_export.py``).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,15 +29,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlzsl.errors import ConfigError
+from mlzsl.errors import ConfigError, DataError
 from mlzsl.files import atomic_path, open_input
 from mlzsl.inference.card import model_card
 from mlzsl.inference.checkpoint import load_checkpoint
+from mlzsl.inference.onnx_runtime import OnnxTagger
 from mlzsl.inference.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
+from mlzsl.progress import say
+from mlzsl.runtime import cache_home
 
 __all__ = [
     "OPSET",
     "TaggingGraph",
+    "cached_export",
+    "cached_onnx_tagger",
     "export_checkpoint",
     "export_module",
     "is_mlzsl_export",
@@ -43,6 +50,8 @@ __all__ = [
 ]
 
 OPSET = 17
+EXPORT_FORMAT = 2
+"""Bumped when what :func:`export_checkpoint` writes changes: cached exports are made again."""
 
 
 def require_onnx() -> Any:
@@ -124,10 +133,12 @@ def export_checkpoint(
     """Export the checkpoint (file or ready-model name) ``spec`` to ``out``; returns its card."""
     path = resolve_checkpoint(spec)
     ckpt = load_checkpoint(path)
-    tagger = Tagger.from_checkpoint(ckpt, embedder=embedder)
+    tagger = Tagger.from_checkpoint(path, embedder=embedder, runtime="torch")
+    assert isinstance(tagger, Tagger)
     name = str(spec) if str(spec) in NAMED_CHECKPOINTS else path.name
     card = model_card(ckpt, path=path, name=name)
     card["embedder"] = tagger.embedder.spec
+    card["parameters"] = tagger.parameters
     size = tagger.image_size
     # traced at a shape no real input is likely to have, with H != W, B = 2 and L = 3
     height, width = (size, size) if tagger.resize == "squash" else (size, size + 64)
@@ -154,6 +165,44 @@ def export_checkpoint(
         metadata={"mlzsl_card": json.dumps(card, default=str), **preprocessing},
     )
     return card
+
+
+def cached_export(path: str | Path, *, embedder: str | None = None) -> Path:
+    """The ONNX export of the checkpoint file ``path``, written on first use under
+    ``<cache>/onnx/`` and reused while the checkpoint's content is the same.
+
+    The file name carries a fingerprint of the checkpoint's bytes (which name the backbone
+    weights by their sha256), the embedder override, :data:`OPSET`, :data:`EXPORT_FORMAT` and
+    torch's version: a retrained or replaced checkpoint gets a new export, never a stale one.
+    """
+    path = Path(path)
+    digest = hashlib.sha256(
+        f"{EXPORT_FORMAT}|{OPSET}|{torch.__version__}|{embedder or ''}|".encode()
+    )
+    with open_input(path, what="checkpoint") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    target = cache_home() / "onnx" / f"{path.stem[:60]}-{digest.hexdigest()[:20]}.onnx"
+    if not target.is_file():  # written atomically: a file there is whole
+        started = time.perf_counter()
+        say(f"exporting {path.name} to ONNX for onnxruntime (once; cached in {target.parent})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        export_checkpoint(path, target, embedder=embedder)
+        say(f"exported in {time.perf_counter() - started:.1f} s")
+    return target
+
+
+def cached_onnx_tagger(
+    path: str | Path, *, embedder: str | None = None, threads: int | None = None
+) -> OnnxTagger:
+    """An :class:`~mlzsl.inference.onnx_runtime.OnnxTagger` of the checkpoint file ``path``
+    (:func:`cached_export`); a cached export onnxruntime cannot read is made again, once."""
+    onnx_file = cached_export(path, embedder=embedder)
+    try:
+        return OnnxTagger(onnx_file, threads=threads)
+    except DataError:
+        onnx_file.unlink(missing_ok=True)
+        return OnnxTagger(cached_export(path, embedder=embedder), threads=threads)
 
 
 def is_mlzsl_export(path: Path) -> bool:

@@ -25,6 +25,7 @@ from mlzsl.errors import ConfigError, DataError
 from mlzsl.files import check_input
 from mlzsl.images import RESIZE_MODES
 from mlzsl.inference.tags import ImageScorer
+from mlzsl.runtime import cpu_threads
 
 __all__ = ["OnnxTagger", "require_onnxruntime"]
 
@@ -45,16 +46,22 @@ class OnnxTagger(ImageScorer):
 
     Args:
         path: an ``.onnx`` file written by ``mlzsl export``.
-        threads: onnxruntime's intra-op threads (``None``: its default).
+        threads: CPU threads to score with, one image each (default: the cores this process may
+            use). Each call runs on its caller's thread with spinning off: onnxruntime's own
+            thread pool, spinning while it waits, is what collapses when another job takes a
+            core (``benchmarks/README.md``).
     """
+
+    runtime = "onnx"
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         ort = require_onnxruntime()
         self.path = Path(path)
         check_input(self.path, "ONNX model")  # a FIFO or a folder is one line
+        self.workers = threads or cpu_threads()
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]
@@ -88,6 +95,12 @@ class OnnxTagger(ImageScorer):
         self.embedder_spec = meta["embedder"]
         self.label_prompt = meta.get("label_prompt") or None
         self._embedder: Embedder | None = None
+
+    @property
+    def parameters(self) -> int | None:
+        """The parameter count ``mlzsl export`` wrote in the card (``None`` in older exports)."""
+        count = self.card.get("parameters")
+        return count if isinstance(count, int) else None
 
     @property
     def embedder(self) -> Embedder:

@@ -15,6 +15,9 @@ in batches and skips (and lists) files that are not readable images
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ from mlzsl.images import RESIZE_MODES
 from mlzsl.inference.checkpoint import Checkpoint, Preprocess, load_checkpoint
 from mlzsl.inference.pretrained import DEFAULT_PHOTO_MODEL, PHOTO_MODELS, real_photo_checkpoint
 from mlzsl.inference.tags import ImageScorer
-from mlzsl.runtime import cache_home
+from mlzsl.runtime import cache_home, choose_runtime, cpu_threads
 
 DEFAULT_CHECKPOINT = DEFAULT_PHOTO_MODEL
 NAMED_CHECKPOINTS = {
@@ -62,6 +65,18 @@ def backbone_from_identity(identity: dict[str, Any], image_size: int | None) -> 
     return create_backbone(str(identity["name"]), weights=weights, image_size=image_size).eval()
 
 
+class _Scopes:
+    """The open :meth:`Tagger.worker_scope` blocks of this process, and torch's thread count
+    before the first."""
+
+    lock = threading.Lock()
+    open = 0
+    threads_before = 1
+
+
+_SCOPES = _Scopes()
+
+
 class Tagger(ImageScorer):
     """Backbone + model + embedder, ready to score images against label names (torch).
 
@@ -75,7 +90,12 @@ class Tagger(ImageScorer):
         embed_dim: the label-vector size the model expects (checked against the embedder).
         label_prompt: a template with one ``{}`` that every label name is put in before it is
             embedded (a ready model's class names were embedded the same way), or ``None``.
+        threads: CPU threads to score with, one image each (default: the cores this process may
+            use, :func:`mlzsl.runtime.cpu_threads`); on a GPU one.
+        device: ``"cpu"``, ``"cuda"``... (default: CUDA when available).
     """
+
+    runtime = "torch"
 
     def __init__(
         self,
@@ -86,6 +106,8 @@ class Tagger(ImageScorer):
         preprocess: Preprocess,
         embed_dim: int,
         label_prompt: str | None = None,
+        threads: int | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         if preprocess.resize not in RESIZE_MODES:
             raise ConfigError(
@@ -95,7 +117,9 @@ class Tagger(ImageScorer):
         self.image_size, self.resize = preprocess.image_size, preprocess.resize
         self.mean = np.asarray(preprocess.mean, np.float32)
         self.std = np.asarray(preprocess.std, np.float32)
-        self.model, self.backbone = model.eval(), backbone.eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model, self.backbone = model.eval().to(self.device), backbone.eval().to(self.device)
+        self.workers = 1 if self.device.type != "cpu" else threads or cpu_threads()
         self._embedder = create_embedder(embedder_spec)
         if self._embedder.dim != embed_dim:
             raise ConfigError(
@@ -109,15 +133,39 @@ class Tagger(ImageScorer):
 
     @classmethod
     def from_checkpoint(
-        cls, source: str | Path | Checkpoint, *, embedder: str | None = None
-    ) -> Tagger:
-        """Load a checkpoint: a file (``mlzsl train``'s ``best.pt``), a name of
-        :data:`NAMED_CHECKPOINTS` (``"photo"``) or a loaded :class:`Checkpoint`; ``embedder``
-        overrides its embedder."""
+        cls,
+        source: str | Path | Checkpoint,
+        *,
+        embedder: str | None = None,
+        runtime: str | None = "auto",
+        threads: int | None = None,
+    ) -> ImageScorer:
+        """A checkpoint's tagger on the fastest engine: a :class:`Tagger` (torch) or an
+        :class:`~mlzsl.inference.onnx_runtime.OnnxTagger` (onnxruntime), both
+        :class:`~mlzsl.inference.tags.ImageScorer`.
+
+        Args:
+            source: a file (``mlzsl train``'s ``best.pt``), a name of :data:`NAMED_CHECKPOINTS`
+                (``"photo"``) or a loaded :class:`Checkpoint` (torch only: no file to key an
+                export by).
+            embedder: overrides the checkpoint's embedder.
+            runtime: ``"auto"`` (:func:`mlzsl.runtime.choose_runtime`: onnxruntime on a CPU
+                where it is installed, exported on first use and cached,
+                :func:`mlzsl.inference.export.cached_export`), ``"torch"`` or ``"onnx"``.
+            threads: CPU threads to score with (default: every core this process may use).
+        """
         if isinstance(source, Checkpoint):
+            if runtime == "onnx":
+                raise ConfigError(
+                    "runtime 'onnx' needs a checkpoint file or name, not a Checkpoint"
+                )
             ckpt, path = source, Path(f"checkpoint of {source.model!r}")
         else:
             path = resolve_checkpoint(source)
+            if choose_runtime(runtime) == "onnx":
+                from mlzsl.inference.export import cached_onnx_tagger
+
+                return cached_onnx_tagger(path, embedder=embedder, threads=threads)
             ckpt = load_checkpoint(path)
         try:
             return cls(
@@ -127,16 +175,40 @@ class Tagger(ImageScorer):
                 preprocess=ckpt.preprocess,
                 embed_dim=ckpt.embed_dim,
                 label_prompt=ckpt.label_prompt,
+                threads=threads,
             )
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for m in (self.backbone, self.model) for p in m.parameters())
+
+    @contextmanager
+    def worker_scope(self) -> Iterator[object]:
+        """On a CPU, one torch thread per worker while they score. Torch's thread count is
+        process-wide: the first scope to open sets it, the last to close restores it."""
+        if self.device.type != "cpu":
+            yield None
+            return
+        with _SCOPES.lock:
+            if _SCOPES.open == 0:
+                _SCOPES.threads_before = torch.get_num_threads()
+                torch.set_num_threads(1)
+            _SCOPES.open += 1
+        try:
+            yield None
+        finally:
+            with _SCOPES.lock:
+                _SCOPES.open -= 1
+                if _SCOPES.open == 0:
+                    torch.set_num_threads(_SCOPES.threads_before)
+
     @torch.no_grad()
     def score_pixels(self, pixels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """Scores of decoded images [n, 3, H, W] against label vectors [L, E]: float32 [n, L]."""
-        return self.model(
-            self.backbone(torch.from_numpy(pixels)), torch.from_numpy(vectors)
-        ).numpy()
+        features = self.backbone(torch.from_numpy(pixels).to(self.device))
+        return self.model(features, torch.from_numpy(vectors).to(self.device)).cpu().numpy()
 
 
 def _latest_demo_file() -> Path:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -154,6 +157,10 @@ class ImageScorer(ABC):
         std: per-channel divisor, float32 [3].
         label_prompt: a template with one ``{}`` every label name is put in before it is
             embedded, or ``None``.
+        runtime: the engine that scores: ``"torch"`` or ``"onnx"``.
+        workers: batches decoded and scored at once by :func:`score_files`, each on its own
+            thread (one engine thread each: on a CPU, images side by side scale better than
+            threads inside one image, and do not collapse when another job takes a core).
     """
 
     image_size: int
@@ -161,6 +168,17 @@ class ImageScorer(ABC):
     mean: np.ndarray
     std: np.ndarray
     label_prompt: str | None
+    runtime: str
+    workers: int = 1
+
+    def worker_scope(self) -> AbstractContextManager[object]:
+        """What :func:`score_files` holds while its workers run (torch: one thread each)."""
+        return nullcontext()
+
+    @property
+    @abstractmethod
+    def parameters(self) -> int | None:
+        """Parameters of the whole tagging path, backbone included (``None``: not known)."""
 
     @property
     @abstractmethod
@@ -221,7 +239,12 @@ class ImageScorer(ABC):
         """Scores of every image file against every label: float32 [n, L]; a bad file is an
         error naming it."""
         vectors = self.label_vectors(parse_labels(labels))  # [L, E]
-        return self.score_images([self.load_image(image) for image in images], vectors)
+        files = [Path(image) for image in images]
+        skipped: list[tuple[Path, str]] = []
+        parts = [scores for _, scores in score_files(self, files, vectors, skipped)]
+        if skipped:
+            raise DataError(f"{skipped[0][0]}: {skipped[0][1]}")
+        return np.concatenate(parts) if parts else np.zeros((0, len(vectors)), np.float32)
 
     def tag(
         self, images: Sequence[str | Path], labels: str | Sequence[str], top_k: int = 5
@@ -277,21 +300,45 @@ def score_files(
     bar: bool = False,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """Decode and score ``files``, ``batch_size`` at a time: yields (positions in ``files`` of
-    the images that decoded, their scores float32 [n, L]).
+    the images that decoded, their scores float32 [n, L]), in the order of ``files``.
 
+    ``scorer.workers`` batches are decoded and scored at once, each on its own thread (the
+    engines release the GIL), so decoding overlaps scoring and no batch waits for another.
     A file that is not a readable image is appended to ``skipped`` as (path, reason) and left
     out, never an error. ``bar`` shows a progress bar (rate and ETA) named ``desc``.
     """
-    shown = progress(total=len(files), desc=desc, unit="img", disable=not bar)
-    for start in range(0, len(files), batch_size):
-        done, pixels = [], []
-        for i in range(start, min(start + batch_size, len(files))):
+
+    def work(batch: range) -> tuple[list[int], list[tuple[Path, str]], np.ndarray | None]:
+        done, bad, pixels = [], [], []
+        for i in batch:
             try:
                 pixels.append(scorer.load_image(files[i]))
                 done.append(i)
             except DataError as e:
-                skipped.append((files[i], str(e).removeprefix(f"{files[i]}: ")))
-        if done:
-            yield done, scorer.score_images(pixels, vectors)
-        shown.update(min(batch_size, len(files) - start))
+                bad.append((files[i], str(e).removeprefix(f"{files[i]}: ")))
+        return done, bad, scorer.score_images(pixels, vectors) if done else None
+
+    def finish(
+        future: Future[tuple[list[int], list[tuple[Path, str]], np.ndarray | None]],
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        done, bad, scores = future.result()
+        skipped.extend(bad)
+        if scores is not None:
+            yield done, scores
+        shown.update(len(done) + len(bad))
+
+    shown = progress(total=len(files), desc=desc, unit="img", disable=not bar)
+    with scorer.worker_scope(), ThreadPoolExecutor(scorer.workers) as pool:
+        pending: deque[Future[tuple[list[int], list[tuple[Path, str]], np.ndarray | None]]]
+        pending = deque()
+        try:
+            for start in range(0, len(files), batch_size):
+                pending.append(pool.submit(work, range(start, min(start + batch_size, len(files)))))
+                if len(pending) >= 2 * scorer.workers:  # bounded: 2 batches a worker in flight
+                    yield from finish(pending.popleft())
+            while pending:
+                yield from finish(pending.popleft())
+        finally:  # a consumer that stops early (or an error) cancels what has not started
+            for future in pending:
+                future.cancel()
     shown.close()

@@ -9,9 +9,10 @@ Endpoints:
   ``labels`` (comma- or line-separated) and optional ``top_k`` (default 5); answers the JSON of
   ``mlzsl tag --json`` plus ``checkpoint``, ``files`` and ``timing``.
 
-Inference runs on one worker thread (:class:`~concurrent.futures.ThreadPoolExecutor` of one), so
-the event loop keeps answering health checks and other requests while a request is scored;
-requests wait their turn in its queue, at most ``Limits.max_queue`` at once (more get 503).
+Inference runs on the model's worker threads (a :class:`~concurrent.futures.ThreadPoolExecutor`
+of ``service.tagger.workers``, one engine thread each), so the event loop keeps answering health
+checks while requests are scored; requests wait their turn in its queue, at most
+``Limits.max_queue`` at once (more get 503).
 Every refused request gets a JSON 4xx (or 503) ``{"error": "one line"}``.
 
 Safety: a bearer token, when set, is required on ``/api/*`` except ``/api/health`` (the page
@@ -188,10 +189,10 @@ class Guard:
 
 
 class _Queue:
-    """The one inference thread and the count of tag requests in the server."""
+    """The inference threads and the count of tag requests in the server."""
 
-    def __init__(self) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlzsl-infer")
+    def __init__(self, workers: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlzsl-infer")
         self.pending = 0  # touched only on the event loop
 
 
@@ -210,7 +211,7 @@ def create_app(
             bound to a loopback address); ``None``: any.
     """
     limits, card = service.limits, service.card
-    queue = _Queue()
+    queue = _Queue(service.tagger.workers)
     page = page_html()
     started = time.monotonic()
 

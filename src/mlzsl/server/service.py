@@ -5,8 +5,9 @@ uploaded files from their file objects (never from a path the client names, neve
 scores them against the label vectors of the request's label list (kept in a small LRU cache, so a
 page that sends the same labels again skips the embedder) and returns the JSON shape of
 ``mlzsl tag --json`` (:meth:`mlzsl.inference.tags.TagRun.to_dict`) plus ``checkpoint``, ``files``
-and ``timing``. Calls are serialised by a lock: torch runs one request at a time, which on a CPU is
-also the fastest way to run several.
+and ``timing``. Up to ``tagger.workers`` requests score at once, each on one engine thread (on a
+CPU, requests side by side scale better than threads inside one request); the label-vector cache
+and the embedder take one request at a time.
 
 A request the service refuses raises :class:`ApiError` (an HTTP status and one line); the web
 layer (:mod:`mlzsl.server.app`) turns it into ``{"error": "..."}``.
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image
 
 from mlzsl.errors import ConfigError, MlzslError
@@ -32,7 +32,7 @@ from mlzsl.images import ImageTooLarge
 from mlzsl.inference.card import model_card as shared_model_card
 from mlzsl.inference.checkpoint import Checkpoint, load_checkpoint
 from mlzsl.inference.tagger import NAMED_CHECKPOINTS, Tagger, resolve_checkpoint
-from mlzsl.inference.tags import TagRun, rank_row
+from mlzsl.inference.tags import ImageScorer, TagRun, rank_row
 
 __all__ = ["ApiError", "Limits", "TagService", "Upload", "model_card"]
 
@@ -106,20 +106,20 @@ def clean_name(name: str | None, index: int, taken: set[str]) -> str:
     return unique
 
 
-def model_card(ckpt: Checkpoint, path: Path, tagger: Tagger, name: str) -> dict[str, Any]:
+def model_card(ckpt: Checkpoint, path: Path, tagger: ImageScorer, name: str) -> dict[str, Any]:
     """What ``GET /api/model`` shows: the shared card (:func:`mlzsl.inference.card.model_card`) with
-    the loaded tagger's embedder (``--embedder`` may override the checkpoint's) and its parameter
-    count, backbone included."""
+    the loaded tagger's embedder (``--embedder`` may override the checkpoint's), its engine and
+    its parameter count, backbone included."""
     card = shared_model_card(ckpt, path=path, name=name)
     card["backbone"]["image_size"] = tagger.image_size
     card["embedder"] = tagger.embedder.spec
-    parameters = sum(p.numel() for p in tagger.model.parameters())
-    card["parameters"] = parameters + sum(p.numel() for p in tagger.backbone.parameters())
+    card["runtime"] = tagger.runtime
+    card["parameters"] = tagger.parameters
     return card
 
 
 class TagService:
-    """One loaded model behind the checks of :class:`Limits`; thread-safe (one call at a time).
+    """One loaded model behind the checks of :class:`Limits`; thread-safe.
 
     Args:
         tagger: the loaded model.
@@ -131,7 +131,7 @@ class TagService:
 
     def __init__(
         self,
-        tagger: Tagger,
+        tagger: ImageScorer,
         *,
         checkpoint: Path,
         card: dict[str, Any],
@@ -146,12 +146,19 @@ class TagService:
 
     @classmethod
     def from_checkpoint(
-        cls, spec: str | Path | None = None, *, embedder: str | None = None, limits: Limits | None
+        cls,
+        spec: str | Path | None = None,
+        *,
+        embedder: str | None = None,
+        limits: Limits | None,
+        runtime: str | None = "auto",
+        threads: int | None = None,
     ) -> TagService:
-        """Load the checkpoint a ``--checkpoint`` value names (``None``: the real-photo model)."""
+        """Load the checkpoint a ``--checkpoint`` value names (``None``: the real-photo model) on
+        ``runtime`` (:meth:`mlzsl.inference.tagger.Tagger.from_checkpoint`)."""
         path = resolve_checkpoint(spec)
         ckpt = load_checkpoint(path)
-        tagger = Tagger.from_checkpoint(ckpt, embedder=embedder)
+        tagger = Tagger.from_checkpoint(path, embedder=embedder, runtime=runtime, threads=threads)
         named = spec is None or str(spec) in NAMED_CHECKPOINTS
         name = str(spec or "photo") if named else path.name
         card = model_card(ckpt, path, tagger, name)
@@ -254,28 +261,27 @@ class TagService:
         """
         self.check_uploads(uploads)
         waited = time.perf_counter()
-        with self._lock:
+        with self._lock:  # the label-vector cache and the embedder: one request at a time
             started = time.perf_counter()
             run = TagRun(labels=list(labels))
             vectors = self.label_vectors(run.labels)
-            embedded = time.perf_counter()
-            names, pixels = [], []
-            for upload in uploads:
-                try:
-                    pixels.append(self.decode(upload))
-                    names.append(upload.name)
-                except ValueError as e:
-                    run.skipped.append((Path(upload.name), str(e)))
-            if not pixels:
-                first, why = run.skipped[0]
-                raise ApiError(
-                    400, f"no readable image among {len(uploads)} file(s); {first}: {why}"
-                )
-            decoded = time.perf_counter()
+        embedded = time.perf_counter()
+        names, pixels = [], []
+        for upload in uploads:
+            try:
+                pixels.append(self.decode(upload))
+                names.append(upload.name)
+            except ValueError as e:
+                run.skipped.append((Path(upload.name), str(e)))
+        if not pixels:
+            first, why = run.skipped[0]
+            raise ApiError(400, f"no readable image among {len(uploads)} file(s); {first}: {why}")
+        decoded = time.perf_counter()
+        with self.tagger.worker_scope():
             scores = self.tagger.score_images(pixels, vectors)  # [n, L]
-            for name, row in zip(names, scores, strict=True):
-                run.tags[Path(name)] = rank_row(row, run.labels, top_k)
-            scored = time.perf_counter()
+        for name, row in zip(names, scores, strict=True):
+            run.tags[Path(name)] = rank_row(row, run.labels, top_k)
+        scored = time.perf_counter()
         run.seconds = scored - started
         timing = {
             "queue_ms": (started - waited) * 1e3,
@@ -292,9 +298,10 @@ class TagService:
 
     def warm_up(self) -> None:
         """Load the embedder and run the backbone once, so the first request does not pay."""
-        side = self.tagger.image_size
-        with self._lock, torch.no_grad():
-            self.tagger.backbone(torch.zeros(1, 3, side, side))
+        side, dim = self.tagger.image_size, self.tagger.embedder.dim
+        with self._lock:
+            pixels = np.zeros((1, 3, side, side), np.float32)
+            self.tagger.score_pixels(pixels, np.ones((1, dim), np.float32))
             try:
                 self.tagger.embedder.embed(["photo"])  # a sentence encoder loads its model now
             except MlzslError:  # an embedder without that word: it loads on first use then
