@@ -28,16 +28,18 @@ that column every unlisted label is -1, as above. A label may not be in both col
     images/train/0001.jpg,train,Dog|Grass,Cat
     images/test/0002.jpg,test,Car,Bicycle|Person
 
-Memory: the targets are kept sparse, never as the dense [N, L] matrix. Parsing appends each
-row's annotated entries (the +1 and -1 it states, less those hidden, columns ascending) to flat
-arrays: 5 bytes per listed label (int32 column, int8 value) and 8 bytes per row (int64 row
-offset), plus 1 byte per row for the split mask. The values every unlisted label takes (-1, or 0
+Memory: the targets are kept sparse (:class:`UserTargets`), never as the dense [N, L] matrix.
+Parsing appends each row's annotated entries (the +1 and -1 it states, less the hidden ones,
+columns ascending) to flat typed arrays: 5 bytes per listed label (int32 column, int8 value) and
+9 bytes per row (int64 row offset, the train flag). The value of every unlisted label (-1, or 0
 with a ``negatives`` column) and the hidden unseen columns of train rows are rules, not entries.
-Dense rows are made on demand for a given set of rows (:meth:`UserDataset.target_rows`, len(idx)·L
-bytes), as evaluation and the feature store's writer need them, a block at a time. What else grows
-with N is per row: the image path (a Python string, ~50 bytes + its length) and the split (a
-pointer to one of two shared strings). Open Images train (~1.7 M images × 7,586 labels, ~8
-annotated labels per image) thus takes ~0.1 GB of targets instead of ~13 GB dense.
+Dense rows are made for the rows asked for (:meth:`UserDataset.target_rows`: len(idx)·L bytes),
+as evaluation and the feature store's writer need them, a block at a time. The rest grows with N
+only: per row the image path (a Python string, ~80 bytes for a typical path), a pointer to one
+of two shared split strings, and while parsing an entry of the duplicate-path check. Open Images
+train (1.74 M rows × 7,586 labels, ~8 annotated per row) thus needs ~0.1 GB of targets, where the
+dense matrix was 13 GB; ``benchmarks/README.md`` ("Open Images from a folder in bounded memory")
+has the measured peaks of ``mlzsl data verify`` and ``mlzsl extract``.
 
 Images are not opened here: whether a file exists and decodes is checked where it is read
 (feature extraction skips unreadable images and reports them).
@@ -137,8 +139,9 @@ class UserTargets:
     def digest(self) -> str:
         """SHA-256 (hex) of the targets' content, hashed in place, never densified.
 
-        Two folders with equal digests have equal targets; the arrays are canonical (entries
-        sorted and unique within a row, none on a hidden column of a train row).
+        Equal digests mean equal targets. The entries are canonical (sorted and unique within a
+        row, none on a hidden column of a train row), so the same annotation written otherwise
+        (label order, a label listed twice, a hidden label listed or not) has the same digest.
         """
         n_rows, n_labels = self.shape
         h = hashlib.sha256(f"user-targets 1 {n_rows} {n_labels} {self.fill}\n".encode())
