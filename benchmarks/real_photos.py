@@ -75,7 +75,7 @@ class Bench:
         self.data = data
         rows = data.indices("test")
         self.rows = rows
-        self.targets = data.targets[rows]  # [N, L]
+        self.targets = data.target_rows(rows)  # [N, L]
         self.labels = list(data.label_set.names)
         self.classes = imagenet_classes()
         self._vectors: dict[tuple[str, str | None], tuple[torch.Tensor, torch.Tensor]] = {}

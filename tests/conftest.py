@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from mlzsl.labels import LabelSet
+
 # ../shared/data beside the repository (present on developer machines and in CI)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -41,6 +43,54 @@ def make_image_folder(root: Path, n_images: int, *, size: int = 48, seed: int = 
             chosen = rng.choice(len(labels), size=rng.integers(1, 3), replace=False)
             split = "test" if i % 3 == 0 else "train"
             w.writerow([name, split, "|".join(labels[j] for j in sorted(chosen))])
+    return root
+
+
+def dense_reference(root: Path, rows: np.ndarray | None = None) -> np.ndarray:
+    """Targets of ``rows`` (default: all) as the reader built them when they were dense (int8
+    [n, L]), from the CSVs: fill, then negatives -1, then listed +1, then every unseen column of
+    a train row 0."""
+    label_set = LabelSet.from_csv(root / "vocabulary.csv")
+    with (root / "labels.csv").open(newline="", encoding="utf-8") as f:
+        lines = list(csv.DictReader(f))
+    chosen = [lines[i] for i in (range(len(lines)) if rows is None else rows)]
+    negatives = "negatives" in lines[0]
+    targets = np.full((len(chosen), len(label_set)), 0 if negatives else -1, dtype=np.int8)
+    for i, row in enumerate(chosen):
+        for column, value in (("negatives", -1), ("labels", 1)):
+            for name in (row.get(column) or "").split("|"):
+                if name.strip():
+                    targets[i, label_set.index(name.strip())] = value
+    train = np.asarray([row["split"].strip().lower() == "train" for row in chosen])
+    targets[np.ix_(train, label_set.unseen_idx)] = 0
+    return targets
+
+
+def write_tall_folder(root: Path, n_rows: int, n_labels: int, *, seed: int = 0) -> Path:
+    """A folder of ``n_rows`` rows over ``n_labels`` labels (the last tenth unseen), with no image.
+
+    Shaped like Open Images: a ``negatives`` column, one row in 14 a test row, per row 0-9 listed
+    labels and 0-5 verified negatives (disjoint). For tests that the targets of a tall folder are
+    never dense: N·L bytes would be far more than anything else the folder costs.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    n_seen = n_labels - n_labels // 10
+    with (root / "vocabulary.csv").open("w") as f:
+        f.write("label,split\n")
+        f.writelines(f"l{j},{'seen' if j < n_seen else 'unseen'}\n" for j in range(n_labels))
+    picks = rng.integers(0, n_labels, size=(n_rows, 14))  # [N, 14] columns, first 9 listed
+    n_listed, n_absent = rng.integers(0, 10, n_rows), rng.integers(0, 6, n_rows)
+    lines = ["image,split,labels,negatives\n"]
+    for i, (row, k, m) in enumerate(zip(picks.tolist(), n_listed, n_absent, strict=True)):
+        listed = set(row[:k])
+        absent = [c for c in row[9 : 9 + m] if c not in listed]
+        split = "test" if i % 14 == 0 else "train"
+        lines.append(
+            f"i/{i}.jpg,{split},{'|'.join(f'l{c}' for c in listed)},"
+            f"{'|'.join(f'l{c}' for c in absent)}\n"
+        )
+    (root / "labels.csv").write_text("".join(lines))
     return root
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,18 @@ import torch
 
 from mlzsl.backbones import create_backbone
 from mlzsl.cli import main
+from mlzsl.datasets.userdata import read_user_dataset
 from mlzsl.images import load_image
+from mlzsl.store import extract
 from mlzsl.store.feature_store import FeatureStore
+from mlzsl.store.sparse_labels import label_blocks
 
-from .conftest import assert_same_store_content, make_image_folder
+from .conftest import (
+    assert_same_store_content,
+    dense_reference,
+    make_image_folder,
+    write_tall_folder,
+)
 
 EXTRACT = ["--backbone", "efficientnet_lite0", "--threads", "1"]
 
@@ -136,3 +145,66 @@ def test_bad_arguments_exit_2(image_folder: Path, tmp_path: Path, capsys) -> Non
     assert exit_info.value.code == 2
     assert main(["extract", str(image_folder), *out, "--backbone", "nonexistent"]) == 2
     assert "nonexistent" in capsys.readouterr().err
+
+
+def _write_partial_labels(root: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    with (root / "labels.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "split", "labels", "negatives"])
+        w.writerows(rows)
+
+
+def test_store_labels_are_the_folders_targets_and_bind_the_job(tmp_path: Path, capsys) -> None:
+    root = make_image_folder(tmp_path / "data", 8)
+    names = [f"images/img_{i:04d}.png" for i in range(8)]
+    # partial annotation; green circle and blue star are unseen: hidden on the train rows
+    rows = []
+    for i, name in enumerate(names):
+        split = "test" if i % 3 == 0 else "train"
+        if i % 2:
+            rows.append((name, split, "red circle|green circle", "blue star|red square"))
+        else:
+            rows.append((name, split, "blue square", ""))
+    _write_partial_labels(root, rows)
+    out = tmp_path / "s.h5"
+    args = ["extract", str(root), "--out", str(out), "--backbone", "pixels", "--image-size", "32"]
+    args += ["--workers", "0"]
+    assert main(args) == 0
+    np.testing.assert_array_equal(FeatureStore(out).labels(), dense_reference(root))
+    capsys.readouterr()
+    # the same targets spelt otherwise (order, a repeat): the same job, the store is up to date
+    _write_partial_labels(
+        root, [(n, s, "|".join(reversed(p.split("|"))) + f"|{p}", q) for n, s, p, q in rows]
+    )
+    assert main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    # one label changed: another job, whose store has the new label
+    _write_partial_labels(root, [rows[0][:2] + ("green star", ""), *rows[1:]])
+    assert main(args) == 0
+    assert "up to date" not in capsys.readouterr().out
+    labels = FeatureStore(out).labels()
+    np.testing.assert_array_equal(labels, dense_reference(root))
+    assert labels[0, 2] == 1  # green star
+
+
+def test_label_blocks_of_a_tall_folder_are_dense_one_block_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extract, "_LABEL_ROWS", 512)
+    n_rows, n_labels = 40_000, 5_000  # dense targets: 200 MB; one block of 512 rows: 2.5 MB
+    dataset = read_user_dataset(write_tall_folder(tmp_path, n_rows, n_labels))
+    kept = np.arange(0, n_rows, 2)  # say every other image decoded
+    tracemalloc.start()
+    try:
+        digest = dataset.labels.digest()  # what the job fingerprint hashes
+        blocks = list(label_blocks(extract._label_blocks(dataset, kept)))  # what the store takes
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(digest) == 64
+    assert peak < 8 * 512 * n_labels  # a few dense blocks' worth, whatever N; N·L is 78 of them
+    assert sum(b.shape[0] for b in blocks) == len(kept)
+    for i in (0, len(blocks) - 1):  # the blocks hold the kept rows' targets
+        np.testing.assert_array_equal(
+            blocks[i].to_dense(), dataset.target_rows(kept[i * 512 : (i + 1) * 512])
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from mlzsl.datasets.userdata import read_user_dataset, write_user_dataset
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
+
+from .conftest import dense_reference, write_tall_folder
 
 VOCABULARY = "label,split\ncat,seen\ndog,seen\nbird,unseen\n"
 
@@ -195,3 +198,88 @@ def test_many_rows_parse_into_flat_pairs(tmp_path: Path) -> None:
         lines.append(f"{i}.png,test,{pos},{neg}")
     data = read_user_dataset(write_folder(tmp_path, "\n".join(lines) + "\n"))
     np.testing.assert_array_equal(data.targets, truth)
+
+
+# ----------------------------------------------------------------------------- sparse targets
+
+
+def write_random_folder(root: Path, n_rows: int, *, negatives: bool, seed: int) -> Path:
+    """Random rows over 7 labels (3 unseen): names listed in any order, some twice."""
+    rng = np.random.default_rng(seed)
+    names = ["cat", "dog", "fox", "owl", "bird", "bee", "ant"]
+    vocabulary = "label,split\n" + "".join(
+        f"{n},{'unseen' if j >= 4 else 'seen'}\n" for j, n in enumerate(names)
+    )
+    header = "image,split,labels" + (",negatives" if negatives else "")
+    lines = [header]
+    for i in range(n_rows):
+        state = rng.integers(-1, 2, len(names))  # +1 listed, -1 a negative, 0 neither
+        listed = [n for n, s in zip(names, state, strict=True) if s == 1]
+        listed += listed[:1] if rng.random() < 0.3 else []  # a label listed twice
+        rng.shuffle(listed)
+        cells = [f"{i}.png", "train" if rng.random() < 0.5 else "test", "|".join(listed)]
+        if negatives:
+            cells.append(" | ".join(n for n, s in zip(names, state, strict=True) if s == -1))
+        lines.append(",".join(cells))
+    return write_folder(root, "\n".join(lines) + "\n", vocabulary)
+
+
+@pytest.mark.parametrize("negatives", [False, True])
+def test_sparse_targets_equal_the_dense_matrix(tmp_path: Path, negatives: bool) -> None:
+    root = write_random_folder(tmp_path, 300, negatives=negatives, seed=int(negatives))
+    data = read_user_dataset(root)
+    truth = dense_reference(root)
+    assert data.labels.shape == truth.shape and data.labels.fill == (0 if negatives else -1)
+    np.testing.assert_array_equal(data.targets, truth)
+    rng = np.random.default_rng(2)
+    idx = rng.integers(0, len(data), 500)  # any order, repeats
+    np.testing.assert_array_equal(data.target_rows(idx), truth[idx])
+    assert data.target_rows(idx).dtype == np.int8
+    assert data.target_rows([]).shape == (0, 7)
+    # canonical entries: ascending and unique per row, values ±1, none hidden on a train row
+    labels = data.labels
+    for i in range(len(data)):
+        columns = labels.indices[labels.indptr[i] : labels.indptr[i + 1]]
+        assert (np.diff(columns) > 0).all()
+        if data.splits[i] == "train":
+            assert not set(columns.tolist()) & set(labels.hidden.tolist())
+    assert set(np.unique(labels.values).tolist()) <= {-1, 1}
+
+
+def test_target_rows_refuses_an_index_out_of_range(tmp_path: Path) -> None:
+    data = read_user_dataset(write_folder(tmp_path, "image,split,labels\na.png,test,cat\n"))
+    for bad in ([1], [-1]):
+        with pytest.raises(IndexError, match="out of range"):
+            data.target_rows(bad)
+
+
+def test_targets_digest_follows_the_content(tmp_path: Path) -> None:
+    def digest(labels: str, vocabulary: str = VOCABULARY, name: str = "x") -> str:
+        return read_user_dataset(write_folder(tmp_path / name, labels, vocabulary)).labels.digest()
+
+    base = digest("image,split,labels\na.png,train,cat|bird\nb.png,test,dog\n")
+    # the same targets written otherwise: order, a repeat, a hidden label left out
+    assert digest("image,split,labels\na.png,train,cat|cat\nb.png,test,dog\n") == base
+    assert digest("image,split,labels\na.png,train,cat\nb.png,test,dog\n") == base
+    # other targets: a label, a split, which label is unseen, partial annotation
+    assert digest("image,split,labels\na.png,train,dog\nb.png,test,dog\n") != base
+    assert digest("image,split,labels\na.png,test,cat|bird\nb.png,test,dog\n") != base
+    swapped = "label,split\ncat,seen\ndog,unseen\nbird,seen\n"
+    assert digest("image,split,labels\na.png,train,cat|bird\nb.png,test,dog\n", swapped) != base
+    assert digest("image,split,labels,negatives\na.png,train,cat|bird,\nb.png,test,dog,\n") != base
+
+
+def test_reading_a_tall_folder_never_makes_the_targets_dense(tmp_path: Path) -> None:
+    n_rows, n_labels = 40_000, 25_000  # dense: 1 GB
+    root = write_tall_folder(tmp_path, n_rows, n_labels)
+    tracemalloc.start()
+    try:
+        data = read_user_dataset(root)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the per-row strings and entries, ~0.2 KB a row, and the vocabulary: ~10 MB
+    assert peak < n_rows * n_labels // 20
+    assert data.labels.shape == (n_rows, n_labels)
+    idx = np.random.default_rng(0).choice(n_rows, 300, replace=False)
+    np.testing.assert_array_equal(data.target_rows(idx), dense_reference(root, idx))

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from mlzsl.datasets.verify import (
 )
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.labels import LabelSet
+
+from .conftest import write_tall_folder
 
 LABELS = LabelSet.from_lists(["sky", "water"], ["beach"])
 
@@ -271,3 +274,20 @@ def test_the_old_spelling_still_works_after_a_one_line_notice(faulty: Path, caps
     assert main(["verify-data", str(faulty / "absent")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[1].startswith("mlzsl verify-data: error:")
+
+
+def test_verifying_a_tall_folder_never_makes_the_targets_dense(tmp_path: Path) -> None:
+    # 30k rows × 30k labels (dense targets: 900 MB), no image on disk: every row is checked
+    n_rows, n_labels = 30_000, 30_000
+    root = write_tall_folder(tmp_path, n_rows, n_labels)
+    tracemalloc.start()
+    try:
+        summary = verify_data(root, workers=1, show_progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # per row its path, entries, check and verdict (~0.5 KB), plus the vocabulary: ~20 MB
+    assert peak < n_rows * n_labels // 20
+    assert summary.faults["missing"] == n_rows
+    with (root / MANIFEST_FILE).open() as f:
+        assert sum(1 for _ in f) == n_rows + 1

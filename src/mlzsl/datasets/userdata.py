@@ -28,10 +28,18 @@ that column every unlisted label is -1, as above. A label may not be in both col
     images/train/0001.jpg,train,Dog|Grass,Cat
     images/test/0002.jpg,test,Car,Bicycle|Person
 
-Memory: the targets are dense, N·L bytes. Parsing keeps only the listed (row, label) pairs in
-flat integer arrays (8 bytes per listed label, no Python list per row), but the matrix itself is
-whole in memory: Open Images train (~1.7 M images × 7,586 labels) needs ~13 GB, its test split
-(125,436 × 7,586) ~1 GB.
+Memory: the targets are kept sparse (:class:`UserTargets`), never as the dense [N, L] matrix.
+Parsing appends each row's annotated entries (the +1 and -1 it states, less the hidden ones,
+columns ascending) to flat typed arrays: 5 bytes per listed label (int32 column, int8 value) and
+9 bytes per row (int64 row offset, the train flag). The value of every unlisted label (-1, or 0
+with a ``negatives`` column) and the hidden unseen columns of train rows are rules, not entries.
+Dense rows are made for the rows asked for (:meth:`UserDataset.target_rows`: len(idx)·L bytes),
+as evaluation and the feature store's writer need them, a block at a time. The rest grows with N
+only: per row the image path (a Python string, ~80 bytes for a typical path), a pointer to one
+of two shared split strings, and while parsing an entry of the duplicate-path check. Open Images
+train (1.74 M rows × 7,586 labels, ~8 annotated per row) thus needs ~0.1 GB of targets, where the
+dense matrix was 13 GB; ``benchmarks/README.md`` ("Open Images from a folder in bounded memory")
+has the measured peaks of ``mlzsl data verify`` and ``mlzsl extract``.
 
 Images are not opened here: whether a file exists and decodes is checked where it is read
 (feature extraction skips unreadable images and reports them).
@@ -40,11 +48,12 @@ Images are not opened here: whether a file exists and decodes is checked where i
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import posixpath
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
 import numpy as np
@@ -65,6 +74,84 @@ UserRow = tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], Sequen
 
 
 @dataclass(frozen=True, eq=False)
+class UserTargets:
+    """The targets of a data folder, int8 [N, L], kept sparse: the annotated entries and two rules.
+
+    Row i's entries are columns ``indices[indptr[i]:indptr[i + 1]]`` (ascending, each once) with
+    ``values`` (+1 listed in ``labels``, -1 listed in ``negatives``). Every other entry of the row
+    is ``fill``, except the ``hidden`` columns (the unseen labels) of a row flagged in ``train``,
+    which are 0; no entry is stored there. See the module docstring for the rules and the memory.
+
+    Attributes:
+        indptr: int64 [N + 1], non-decreasing, ``indptr[0] == 0``.
+        indices: int32 [nnz], the columns of the stored entries.
+        values: int8 [nnz], their values, +1 or -1.
+        n_labels: L.
+        fill: the value of an entry not stored: -1 (no ``negatives`` column) or 0 (there is one).
+        train: bool [N], the rows whose ``hidden`` columns are 0 (the train rows).
+        hidden: int64 [U], the columns hidden on ``train`` rows (the unseen labels), ascending.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    n_labels: int
+    fill: int
+    train: np.ndarray
+    hidden: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N, L)."""
+        return len(self.indptr) - 1, self.n_labels
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored entries."""
+        return len(self.indices)
+
+    def rows(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Dense rows ``idx`` (int8 [len(idx), L], in the order asked; repeats allowed).
+
+        Costs len(idx)·L bytes (plus a few bytes per stored entry of those rows), whatever N.
+
+        Raises:
+            IndexError: an index outside 0..N-1 (negative indices are not wrapped).
+        """
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)  # [n]
+        n_rows = self.shape[0]
+        if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
+            raise IndexError(f"target row out of range 0..{n_rows - 1}")
+        out = np.full((len(idx), self.n_labels), self.fill, dtype=np.int8)  # [n, L]
+        starts, stops = self.indptr[idx], self.indptr[idx + 1]  # [n]
+        counts = stops - starts
+        total = int(counts.sum())
+        if total:
+            local = np.repeat(np.arange(len(idx)), counts)  # [m]: output row of each entry
+            # position in indices/values: the row's start plus the entry's rank within the row
+            first = np.cumsum(counts) - counts  # [n]: where each row's entries begin among the m
+            at = np.repeat(starts - first, counts) + np.arange(total)  # [m]
+            out[local, self.indices[at]] = self.values[at]
+        if self.hidden.size:
+            out[np.ix_(np.flatnonzero(self.train[idx]), self.hidden)] = 0
+        return out
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the targets' content, hashed in place, never densified.
+
+        Equal digests mean equal targets. The entries are canonical (sorted and unique within a
+        row, none on a hidden column of a train row), so the same annotation written otherwise
+        (label order, a label listed twice, a hidden label listed or not) has the same digest.
+        """
+        n_rows, n_labels = self.shape
+        h = hashlib.sha256(f"user-targets 1 {n_rows} {n_labels} {self.fill}\n".encode())
+        for array_ in (self.hidden, self.train, self.indptr, self.indices, self.values):
+            h.update(f"{array_.dtype.str} {array_.size}\n".encode())
+            h.update(np.ascontiguousarray(array_).data)  # already contiguous: no copy
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
 class UserDataset:
     """A parsed user data folder: N images, their split and their targets over L labels.
 
@@ -73,16 +160,17 @@ class UserDataset:
         label_set: the L labels (from ``vocabulary.csv``), in target column order.
         images: N image paths relative to ``root``, POSIX-style, in ``labels.csv`` order.
         splits: N split names, each ``"train"`` or ``"test"``.
-        targets: int8 [N, L]: +1 listed; -1 not listed (or, with a ``negatives`` column, listed
-            there); 0 not annotated (unseen labels on train rows; with a ``negatives`` column,
-            every label in neither column).
+        labels: the targets [N, L], sparse (:class:`UserTargets`): +1 listed; -1 not listed (or,
+            with a ``negatives`` column, listed there); 0 not annotated (unseen labels on train
+            rows; with a ``negatives`` column, every label in neither column). Dense rows come
+            from :meth:`target_rows`.
     """
 
     root: Path
     label_set: LabelSet
     images: list[str]
     splits: list[str]
-    targets: np.ndarray  # int8 [N, L]
+    labels: UserTargets
 
     def __len__(self) -> int:
         return len(self.images)
@@ -95,13 +183,27 @@ class UserDataset:
         """Row indices of ``split`` ("train" or "test"), ascending (int64 [N_split])."""
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        return np.flatnonzero(np.asarray(self.splits) == split)
+        train = self.labels.train
+        return np.flatnonzero(train if split == "train" else ~train)
+
+    def target_rows(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Dense targets of rows ``idx``: int8 [len(idx), L], len(idx)·L bytes (see ``labels``)."""
+        return self.labels.rows(idx)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """All the targets, dense: int8 [N, L], built anew on each access.
+
+        N·L bytes (Open Images train: ~13 GB), so only for small folders; code that may meet a
+        large one takes rows a block at a time with :meth:`target_rows`.
+        """
+        return self.labels.rows(np.arange(len(self)))
 
 
 def read_user_dataset(root: str | Path) -> UserDataset:
     """Read a user data folder (``vocabulary.csv`` + ``labels.csv``); see the module docstring.
 
-    The targets matrix is dense int8 [N, L] (see the module docstring for its memory).
+    The targets are kept sparse (see the module docstring for their memory).
 
     Raises:
         DataError: a missing folder or file, a missing column, an unknown split or label, a
@@ -116,8 +218,7 @@ def read_user_dataset(root: str | Path) -> UserDataset:
         )
     label_set = _read_vocabulary(root / VOCABULARY_FILE)
     parsed = _read_labels(root / LABELS_FILE, label_set)
-    targets = _targets(label_set, parsed)
-    return UserDataset(root, label_set, parsed.images, parsed.splits, targets)
+    return UserDataset(root, label_set, parsed.images, parsed.splits, parsed.targets(label_set))
 
 
 def write_user_dataset(
@@ -208,46 +309,72 @@ def _check_separator(label_set: LabelSet, path: Path) -> None:
             )
 
 
-@dataclass
 class _Parsed:
-    """``labels.csv`` parsed: per-row image and split, and the (row, column) pairs listed.
+    """``labels.csv`` parsed a row at a time: image paths, splits and the targets' entries.
 
-    ``negatives`` is ``None`` when the file has no ``negatives`` column. Pairs are flat int32
-    arrays, so a million-row file costs 8 bytes per listed label rather than a list per row.
+    The entries go straight into flat typed arrays in CSR order (:class:`UserTargets`), so a
+    million-row file costs 5 bytes per annotated label and 9 per row, never a list per row nor
+    the dense matrix.
     """
 
-    images: list[str] = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    positives: tuple[array, array] = field(default_factory=lambda: (array("i"), array("i")))
-    negatives: tuple[array, array] | None = None
+    def __init__(self, label_set: LabelSet) -> None:
+        self.images: list[str] = []
+        self.splits: list[str] = []
+        self.negatives = False  # whether the file has a ``negatives`` column
+        self._unseen = frozenset(int(c) for c in label_set.unseen_idx)
+        self._indptr = array("q", [0])
+        self._indices = array("i")
+        self._values = array("b")
+        self._train = array("b")
 
     def add(self, image: str, split: str, listed: list[int], absent: list[int]) -> None:
-        """Append one image row with its listed and (if the file has them) negative columns."""
-        row = len(self.images)
+        """Append one image row: its listed (+1) and negative (-1) columns, disjoint.
+
+        Columns are deduplicated and sorted; on a train row the unseen ones are dropped (hidden).
+        """
+        is_train = split == "train"
         self.images.append(image)
-        self.splits.append(split)
-        _extend(self.positives, row, listed)
-        if self.negatives is not None:
-            _extend(self.negatives, row, absent)
+        self.splits.append("train" if is_train else "test")  # constants: one string per split
+        self._train.append(is_train)
+        entries = dict.fromkeys(listed, 1)
+        entries.update(dict.fromkeys(absent, -1))
+        columns = sorted(entries)
+        if is_train and self._unseen:
+            columns = [c for c in columns if c not in self._unseen]
+        self._indices.extend(columns)
+        self._values.extend([entries[c] for c in columns])
+        self._indptr.append(len(self._indices))
 
+    def targets(self, label_set: LabelSet) -> UserTargets:
+        """The parsed entries as :class:`UserTargets` (the arrays are shared, not copied)."""
 
-def _extend(pairs: tuple[array, array], row: int, columns: list[int]) -> None:
-    pairs[0].extend([row] * len(columns))
-    pairs[1].extend(columns)
+        def frozen(buffer: array | np.ndarray, dtype: type) -> np.ndarray:
+            out: np.ndarray = np.frombuffer(buffer, dtype=dtype)
+            out.flags.writeable = False  # the dataset is immutable
+            return out
+
+        return UserTargets(
+            indptr=frozen(self._indptr, np.int64),
+            indices=frozen(self._indices, np.int32),
+            values=frozen(self._values, np.int8),
+            n_labels=len(label_set),
+            fill=0 if self.negatives else -1,
+            train=frozen(self._train, np.bool_),
+            hidden=frozen(label_set.unseen_idx, np.int64),
+        )
 
 
 def _read_labels(path: Path, label_set: LabelSet) -> _Parsed:
     """Rows of ``labels.csv``: image paths, splits and the listed (and negative) label columns."""
     if not os.path.lexists(path):
         raise DataError(f"{path}: missing (a data folder needs {LABELS_FILE}: image,split,labels)")
-    parsed = _Parsed()
+    parsed = _Parsed(label_set)
     first_line: dict[str, int] = {}
     try:
         with open_input(path, "r", what=LABELS_FILE, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            if _check_header(path, reader.fieldnames):
-                parsed.negatives = (array("i"), array("i"))
-            columns = _expected_columns(parsed.negatives is not None)
+            parsed.negatives = _check_header(path, reader.fieldnames)
+            columns = _expected_columns(parsed.negatives)
             for row in reader:
                 line = reader.line_num
                 image, split, listed, absent = _parse_row(path, line, row, label_set, columns)
@@ -337,21 +464,3 @@ def _normalise_image(image: str, path: Path, line: int) -> str:
     if clean == ".." or clean.startswith("../") or clean == ".":
         raise DataError(f"{path}:{line}: image path {image!r} leaves the data folder")
     return clean
-
-
-def _targets(label_set: LabelSet, parsed: _Parsed) -> np.ndarray:
-    """int8 [N, L]: +1 listed; -1 not listed, or negative where the file has negatives (then 0
-    elsewhere); then 0 on every unseen column of a train row."""
-    shape = (len(parsed.splits), len(label_set))
-    if parsed.negatives is None:
-        targets = np.full(shape, -1, dtype=np.int8)  # [N, L]
-    else:
-        targets = np.zeros(shape, dtype=np.int8)  # [N, L]; lazily zeroed pages: no fill pass
-    if parsed.negatives is not None:
-        rows, cols = (np.frombuffer(a, dtype=np.int32) for a in parsed.negatives)
-        targets[rows, cols] = -1
-    rows, cols = (np.frombuffer(a, dtype=np.int32) for a in parsed.positives)
-    targets[rows, cols] = 1
-    train = np.asarray(parsed.splits) == "train"  # [N]
-    targets[np.ix_(train, label_set.unseen_idx)] = 0  # hidden from training
-    return targets

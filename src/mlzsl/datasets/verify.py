@@ -22,6 +22,11 @@ Outputs, each written under a temporary name and renamed into place:
   (:meth:`mlzsl.datasets.dataset_info.DatasetInfo.test_set_line` of the usable test images).
 
 Files are hashed in 1 MiB chunks by a pool of threads (hashing and PIL decoding release the GIL).
+
+Memory grows with the number of images N, never with N × L: the folder's targets are read sparse
+(:mod:`mlzsl.datasets.userdata`), paths are made a batch at a time, and per image only its
+:class:`FileCheck` (~200 bytes with its digest) and verdict are held until the outputs are
+streamed to disk.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -56,9 +62,10 @@ DEFAULT_MIN_BYTES = 4000
 DEFAULT_PLACEHOLDER_MIN = 3
 _CHUNK = 1 << 20  # bytes read per hashing step
 _BATCH = 256  # files handed to the thread pool at a time (bounds the futures in flight)
+_OK = ("ok", "")  # the verdict of a good file, one tuple shared by all
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileCheck:
     """What reading one file found.
 
@@ -73,7 +80,7 @@ class FileCheck:
     error: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageStatus:
     """The verdict on one image of ``labels.csv``: one manifest row, one excluded line if bad."""
 
@@ -208,7 +215,7 @@ def _verdict(check: FileCheck, placeholders: dict[str, int], min_bytes: int) -> 
         return "tiny", f"tiny: {check.size:,} bytes < {min_bytes:,}"
     if check.error:
         return "unreadable", f"unreadable: {check.error}"
-    return "ok", ""
+    return _OK
 
 
 def verify_data(
@@ -244,27 +251,28 @@ def verify_data(
         )
     started = time.perf_counter()
     dataset = read_user_dataset(root)
-    paths = [dataset.path(i) for i in range(len(dataset))]
-    bar = progress(total=len(paths), desc="verify", unit="img", disable=not show_progress)
+    paths = (dataset.path(i) for i in range(len(dataset)))  # made a batch at a time
+    bar = progress(total=len(dataset), desc="verify", unit="img", disable=not show_progress)
     with bar:
         checks = list(
             _check_all(paths, lambda p: check_file(p, decode=decode), workers, bar.update)
         )
     verdicts, placeholders = classify(checks, min_bytes=min_bytes, placeholder_min=placeholder_min)
-    statuses = [
-        ImageStatus(image, split, check.size, check.sha256, status, reason)
+
+    def statuses() -> Iterator[ImageStatus]:  # one pass per use: never a list of N statuses
         for image, split, check, (status, reason) in zip(
             dataset.images, dataset.splits, checks, verdicts, strict=True
-        )
-    ]
-    summary = _summarise(dataset.root, statuses, placeholders, min_bytes, placeholder_min)
+        ):
+            yield ImageStatus(image, split, check.size, check.sha256, status, reason)
+
+    summary = _summarise(dataset.root, statuses(), placeholders, min_bytes, placeholder_min)
     summary.seconds = time.perf_counter() - started
-    write_outputs(dataset.root, statuses, summary)
+    write_outputs(dataset.root, statuses(), summary)
     return summary
 
 
 def _check_all(
-    paths: list[Path],
+    paths: Iterable[Path],
     check: Callable[[Path], FileCheck],
     workers: int,
     advance: Callable[[int], object],
@@ -275,23 +283,26 @@ def _check_all(
             yield check(path)
             advance(1)
         return
+    remaining = iter(paths)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(paths), _BATCH):
-            batch = paths[start : start + _BATCH]
+        while batch := list(islice(remaining, _BATCH)):
             yield from pool.map(check, batch)
             advance(len(batch))
 
 
 def _summarise(
     root: Path,
-    statuses: list[ImageStatus],
+    statuses: Iterable[ImageStatus],
     placeholders: dict[str, int],
     min_bytes: int,
     placeholder_min: int,
 ) -> VerifySummary:
     counts = {split: dict.fromkeys(STATUSES, 0) for split in SPLITS}
+    excluded: list[tuple[str, str]] = []
     for s in statuses:
         counts[s.split][s.status] += 1
+        if s.status != "ok":
+            excluded.append((s.image, s.reason))
     n_good_test = counts["test"]["ok"]
     return VerifySummary(
         root=root,
@@ -301,7 +312,7 @@ def _summarise(
         placeholders=placeholders,
         min_bytes=min_bytes,
         placeholder_min=placeholder_min,
-        excluded=[(s.image, s.reason) for s in statuses if s.status != "ok"],
+        excluded=excluded,
     )
 
 
@@ -313,7 +324,7 @@ def test_set_line(root: Path, n_good_test: int) -> str:
     return info.test_set_line(n_good_test)
 
 
-def write_outputs(root: Path, statuses: list[ImageStatus], summary: VerifySummary) -> None:
+def write_outputs(root: Path, statuses: Iterable[ImageStatus], summary: VerifySummary) -> None:
     """Write ``manifest.csv``, ``excluded.tsv`` and then ``verify.json`` into ``root``."""
     _replace(root / MANIFEST_FILE, lambda f: _write_manifest(f, statuses))
     _replace(root / EXCLUDED_FILE, lambda f: _write_excluded(f, summary.excluded))
@@ -321,7 +332,7 @@ def write_outputs(root: Path, statuses: list[ImageStatus], summary: VerifySummar
     _replace(root / SUMMARY_FILE, lambda f: f.write(text))
 
 
-def _write_manifest(f: Any, statuses: list[ImageStatus]) -> None:
+def _write_manifest(f: Any, statuses: Iterable[ImageStatus]) -> None:
     writer = csv.writer(f)
     writer.writerow(["image", "split", "bytes", "sha256", "status"])
     for s in statuses:

@@ -217,7 +217,7 @@ def evaluate_folder(
         raise DataError(f"{dataset.root}: none of the {len(rows)} {split} images decodes")
     results = evaluate(
         np.concatenate(scores),
-        dataset.targets[np.asarray(kept)],
+        dataset.target_rows(np.asarray(kept)),
         dataset.label_set,
         ks=ks,
         evaluation=evaluation,

@@ -83,7 +83,7 @@ EXCLUDED_PREFIX = "excluded by mlzsl data verify: "
 # ranks may reach the barrier hours apart (one rank's blocks were done by an earlier run), so the
 # default 30-minute collective timeout would kill a healthy job
 _BARRIER_TIMEOUT = timedelta(days=7)
-_LABEL_ROWS = 4096  # label rows copied out of the dataset's targets at a time, into the store
+_LABEL_ROWS = 4096  # label rows made dense at a time, to be written into the store
 
 
 def _reason(error: BaseException) -> str:
@@ -161,8 +161,8 @@ def _job_fingerprint(
         "root": str(dataset.root.resolve()),
         "images": dataset.images,
         "splits": dataset.splits,
-        # hashed in place: a copy of Open Images' train targets would be another 13 GB
-        "labels_sha": hashlib.sha256(np.ascontiguousarray(dataset.targets).data).hexdigest(),
+        # the sparse targets hashed in place, never densified (Open Images train: 13 GB dense)
+        "labels_sha": dataset.labels.digest(),
         "vocabulary": list(dataset.label_set.names),
         "backbone": identity,
         "image_size": size,
@@ -647,10 +647,7 @@ def _write_features(
         features=blocks(),
         n_images=len(kept),
         feature_shape=job.model.output_shape(job.size),
-        # row blocks: a fancy-indexed copy of Open Images' train targets would be another 13 GB
-        labels=(
-            dataset.targets[kept[i : i + _LABEL_ROWS]] for i in range(0, len(kept), _LABEL_ROWS)
-        ),
+        labels=_label_blocks(dataset, kept),
         image_ids=[dataset.images[i] for i in kept],
         splits=[dataset.splits[i] for i in kept],
         label_set=dataset.label_set,
@@ -665,6 +662,15 @@ def _write_features(
             **_dataset_meta(dataset.root),
         },
     )
+
+
+def _label_blocks(dataset: UserDataset, kept: np.ndarray) -> Iterator[np.ndarray]:
+    """Dense targets of the ``kept`` rows, ``_LABEL_ROWS`` rows at a time (int8 [≤ 4096, L]).
+
+    The store's writer encodes each block as CSR; only one block is ever dense, whatever N.
+    """
+    for start in range(0, len(kept), _LABEL_ROWS):
+        yield dataset.target_rows(kept[start : start + _LABEL_ROWS])
 
 
 def _dataset_meta(root: Path) -> dict[str, Any]:
