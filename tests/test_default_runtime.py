@@ -1,10 +1,12 @@
-"""The default engine of ``mlzsl tag``, ``eval --data``, ``serve`` and ``Tagger.from_checkpoint``:
-onnxruntime on a CPU, the checkpoint exported on first use and cached by its content.
+"""The default engine of ``mlzsl tag``, ``eval --data``, ``serve``, ``Tagger.from_checkpoint`` and
+``mlzsl extract``: onnxruntime on a CPU, the checkpoint (or backbone) exported on first use and
+cached by its content.
 
 Checked here: which engine ``auto`` picks; the export cache (made once, reused, made again when the
 checkpoint or the embedder changes or the cached file is unreadable); scores of the default engine
 equal torch's to 1e-4 for every registered model over a real backbone; the worker pipeline keeps
-the order of the files and of the skipped ones; torch's thread count is restored after scoring.
+the order of the files and of the skipped ones; torch's thread count is restored after scoring;
+extraction on onnxruntime gives torch's features to float16 rounding, the same at any thread count.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from PIL import Image
 
 from mlzsl.backbones import create_backbone
+from mlzsl.backbones.onnx import backbone_session
 from mlzsl.cli import main
 from mlzsl.errors import ConfigError
 from mlzsl.inference import export as export_module
@@ -28,6 +31,8 @@ from mlzsl.inference.onnx_runtime import OnnxTagger
 from mlzsl.inference.tagger import Tagger
 from mlzsl.models import create_model, list_models, model_inputs
 from mlzsl.runtime import choose_runtime
+from mlzsl.store.extract import extract_features
+from mlzsl.store.feature_store import FeatureStore
 
 from .conftest import make_image_folder, save_tiny_fast0tag
 
@@ -187,3 +192,40 @@ def test_tag_and_eval_take_the_runtime_flag(
     with pytest.raises(SystemExit) as exit_:
         main(["tag", str(photo), "--labels", "dog", "--runtime", "tpu"])
     assert exit_.value.code == 2 and "--runtime" in capsys.readouterr().err
+
+
+def test_extract_on_onnxruntime_matches_torch_and_any_thread_count(tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path / "data", 10)
+    (folder / "images" / "img_0004.png").write_bytes(b"broken")  # skipped the same way
+    features = {}
+    for runtime, threads in (("torch", 1), ("onnx", 1), ("onnx", 3)):
+        out = tmp_path / f"{runtime}-{threads}.h5"
+        summary = extract_features(
+            folder,
+            out,
+            image_size=64,
+            batch_size=3,
+            workers=0,
+            runtime=runtime,
+            threads=threads,
+            show_progress=False,
+        )
+        assert len(summary.skipped) == 1
+        store = FeatureStore(out)
+        features[runtime, threads] = store.features(np.arange(len(store))).astype(np.float32)
+    assert np.array_equal(features["onnx", 1], features["onnx", 3])  # deterministic
+    torch_ = features["torch", 1]
+    # both stored as float16: equal to one step of float16 at the largest value
+    assert np.abs(features["onnx", 1] - torch_).max() <= np.abs(torch_).max() * 2**-10
+
+
+def test_a_backbone_export_is_keyed_by_its_weights(tmp_path: Path) -> None:
+    sessions = []
+    for seed in (0, 1, 0):
+        torch.manual_seed(seed)
+        backbone = create_backbone("efficientnet_lite0", weights="random", image_size=32)
+        sessions.append(backbone_session(backbone))
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # two draws, two files
+    pixels = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    first, second, again = (s.run(None, {"pixels": pixels})[0] for s in sessions)
+    assert np.array_equal(first, again) and not np.array_equal(first, second)

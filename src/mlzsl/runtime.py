@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from mlzsl.errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def set_threads(threads: int | None) -> int:
@@ -71,6 +78,46 @@ def choose_runtime(name: str | None = "auto") -> str:
                 "--runtime onnx needs onnxruntime and onnx: pip install 'mlzsl[export]'"
             )
     return "torch"
+
+
+def cpu_session(path: str | Path) -> Any:
+    """An onnxruntime session of the ONNX file ``path`` on the CPU, made to be called from
+    several threads at once, each call computing on its caller's thread alone: one intra-op
+    thread, spinning off. On a CPU, images side by side on one thread each beat threads inside
+    one image, and a pool that spins while it waits collapses when another job takes a core
+    (``benchmarks/README.md``). Raises what onnxruntime raises on a bad file."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int, *, ahead: int = 2
+) -> Iterator[R]:
+    """``map(fn, items)`` on ``workers`` threads, results in the order of ``items``.
+
+    At most ``ahead`` items a worker are started before their result is taken, so memory stays
+    bounded on long inputs; a consumer that stops early cancels what has not started. With one
+    worker ``fn`` runs on the caller's thread.
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(workers) as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= ahead * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _cuda_available() -> bool:

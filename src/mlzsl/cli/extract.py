@@ -47,7 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="backbone weights: a path, URL or 'random'")
     parser.add_argument("--image-size", type=positive_int, default=None, help="input side in px")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward")
-    parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="torch only: image-decoding worker processes (onnxruntime decodes on its threads)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto (default: onnxruntime on a CPU, the backbone exported on first use and "
+        "cached; torch on a GPU), torch or onnx",
+    )
     parser.add_argument(
         "--shard",
         type=shard_spec,
@@ -87,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         device=args.device,
         force=args.force,
+        runtime=args.runtime,
+        threads=args.threads,
     )
     if summary.is_main:
         print("\n".join(describe(summary)))

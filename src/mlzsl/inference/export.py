@@ -19,18 +19,17 @@ on shapes other than the traced ones (``tests/test_export.py``).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mlzsl.errors import ConfigError, DataError
-from mlzsl.files import atomic_path, open_input
+from mlzsl.backbones.onnx import OPSET, export_module, require_onnx
+from mlzsl.errors import DataError
+from mlzsl.files import open_input
 from mlzsl.inference.card import model_card
 from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.inference.onnx_runtime import OnnxTagger
@@ -49,20 +48,8 @@ __all__ = [
     "require_onnx",
 ]
 
-OPSET = 17
 EXPORT_FORMAT = 2
 """Bumped when what :func:`export_checkpoint` writes changes: cached exports are made again."""
-
-
-def require_onnx() -> Any:
-    """The ``onnx`` package, or a one-line error saying how to install it."""
-    try:
-        import onnx
-    except ImportError:
-        raise ConfigError(
-            "mlzsl export needs the onnx package: pip install 'mlzsl[export]' (onnx, onnxruntime)"
-        ) from None
-    return onnx
 
 
 class TaggingGraph(nn.Module):
@@ -74,57 +61,6 @@ class TaggingGraph(nn.Module):
 
     def forward(self, pixels: torch.Tensor, label_vectors: torch.Tensor) -> torch.Tensor:
         return self.model(self.backbone(pixels), label_vectors)
-
-
-def export_module(
-    module: nn.Module,
-    inputs: tuple[torch.Tensor, torch.Tensor],
-    path: str | Path,
-    *,
-    names: tuple[str, str] = ("pixels", "label_vectors"),
-    dynamic: dict[str, dict[int, str]] | None = None,
-    metadata: dict[str, str] | None = None,
-) -> Path:
-    """Trace ``module`` on ``inputs`` into an ONNX file with dynamic axes and metadata.
-
-    Args:
-        module: takes two tensors, returns scores [B, L].
-        inputs: example inputs; the traced shapes should differ from the ones used later.
-        path: the ``.onnx`` file to write (its folder is created).
-        names: the two input names.
-        dynamic: input or output name -> {axis: name}; default: axis 0 of both inputs and both
-            axes of ``scores``.
-        metadata: string key -> string value, stored as ONNX metadata properties.
-    """
-    onnx = require_onnx()
-    path = Path(path)
-    axes = dynamic or {
-        names[0]: {0: "batch"},
-        names[1]: {0: "labels"},
-        "scores": {0: "batch", 1: "labels"},
-    }
-    traced = io.BytesIO()  # traced in memory: the only file written is the finished model
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about shape-reading Python code
-        torch.onnx.export(
-            module.eval(),
-            inputs,
-            traced,  # type: ignore[arg-type]  # a file object is accepted as well
-            input_names=list(names),
-            output_names=["scores"],
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    graph = onnx.load_from_string(traced.getvalue())
-    del traced
-    for key, value in (metadata or {}).items():
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
-    # in the target's folder under a temporary name, renamed when whole; removed on any failure
-    with atomic_path(path, what="ONNX file") as tmp:
-        onnx.save(graph, str(tmp))
-    return path
 
 
 def export_checkpoint(

@@ -25,7 +25,7 @@ from mlzsl.errors import ConfigError, DataError
 from mlzsl.files import check_input
 from mlzsl.images import RESIZE_MODES
 from mlzsl.inference.tags import ImageScorer
-from mlzsl.runtime import cpu_threads
+from mlzsl.runtime import cpu_session, cpu_threads
 
 __all__ = ["OnnxTagger", "require_onnxruntime"]
 
@@ -47,25 +47,18 @@ class OnnxTagger(ImageScorer):
     Args:
         path: an ``.onnx`` file written by ``mlzsl export``.
         threads: CPU threads to score with, one image each (default: the cores this process may
-            use). Each call runs on its caller's thread with spinning off: onnxruntime's own
-            thread pool, spinning while it waits, is what collapses when another job takes a
-            core (``benchmarks/README.md``).
+            use), each on its own thread (:func:`mlzsl.runtime.cpu_session`).
     """
 
     runtime = "onnx"
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        ort = require_onnxruntime()
+        require_onnxruntime()  # a one-line error when it is missing
         self.path = Path(path)
         check_input(self.path, "ONNX model")  # a FIFO or a folder is one line
         self.workers = threads or cpu_threads()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = cpu_session(self.path)
         except Exception as e:  # onnxruntime raises its own types for a bad file
             raise DataError(
                 f"{self.path}: not a readable ONNX model ({type(e).__name__})"

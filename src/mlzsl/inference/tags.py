@@ -12,9 +12,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from mlzsl.files import check_input, open_input
 from mlzsl.images import load_image
 from mlzsl.labels import label_texts, read_vocabulary
 from mlzsl.progress import progress
+from mlzsl.runtime import ordered_map
 
 if TYPE_CHECKING:
     from mlzsl.embeddings.base import Embedder
@@ -318,27 +317,11 @@ def score_files(
                 bad.append((files[i], str(e).removeprefix(f"{files[i]}: ")))
         return done, bad, scorer.score_images(pixels, vectors) if done else None
 
-    def finish(
-        future: Future[tuple[list[int], list[tuple[Path, str]], np.ndarray | None]],
-    ) -> Iterator[tuple[list[int], np.ndarray]]:
-        done, bad, scores = future.result()
-        skipped.extend(bad)
-        if scores is not None:
-            yield done, scores
-        shown.update(len(done) + len(bad))
-
-    shown = progress(total=len(files), desc=desc, unit="img", disable=not bar)
-    with scorer.worker_scope(), ThreadPoolExecutor(scorer.workers) as pool:
-        pending: deque[Future[tuple[list[int], list[tuple[Path, str]], np.ndarray | None]]]
-        pending = deque()
-        try:
-            for start in range(0, len(files), batch_size):
-                pending.append(pool.submit(work, range(start, min(start + batch_size, len(files)))))
-                if len(pending) >= 2 * scorer.workers:  # bounded: 2 batches a worker in flight
-                    yield from finish(pending.popleft())
-            while pending:
-                yield from finish(pending.popleft())
-        finally:  # a consumer that stops early (or an error) cancels what has not started
-            for future in pending:
-                future.cancel()
-    shown.close()
+    batches = (range(s, min(s + batch_size, len(files))) for s in range(0, len(files), batch_size))
+    with progress(total=len(files), desc=desc, unit="img", disable=not bar) as shown:
+        with scorer.worker_scope():
+            for done, bad, scores in ordered_map(work, batches, scorer.workers):
+                skipped.extend(bad)
+                if scores is not None:
+                    yield done, scores
+                shown.update(len(done) + len(bad))

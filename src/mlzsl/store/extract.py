@@ -62,6 +62,7 @@ from mlzsl.errors import ConfigError, DataError
 from mlzsl.files import atomic_write, check_writable, open_input
 from mlzsl.images import load_image
 from mlzsl.progress import progress
+from mlzsl.runtime import choose_runtime, cpu_threads, onnxruntime_installed, ordered_map
 from mlzsl.store.feature_store import read_header, write_store
 from mlzsl.store.lock import StoreLock, unique_name
 from mlzsl.store.parts import (
@@ -232,26 +233,13 @@ class _Block:
 
 
 class _BlockImages(Dataset[_Block]):
-    """Decodes whole blocks in DataLoader workers (one item = one block of rows)."""
+    """Decodes whole blocks (one item = one block of rows), in DataLoader workers or threads."""
 
-    def __init__(
-        self,
-        paths: list[Path],
-        job_rows: np.ndarray,
-        blocks: list[int],
-        block_size: int,
-        size: int,
-        spec: Any,
-    ) -> None:
-        self.paths, self.job_rows, self.blocks, self.block_size = (
-            paths,
-            job_rows,
-            blocks,
-            block_size,
-        )
-        self.size = size
-        self.mean = np.asarray(spec.mean, dtype=np.float32)
-        self.std = np.asarray(spec.std, dtype=np.float32)
+    def __init__(self, job: _Job, blocks: list[int]) -> None:
+        self.dataset, self.blocks, self.block_rows = job.dataset, blocks, job.block_rows
+        self.size = job.size
+        self.mean = np.asarray(job.model.spec.mean, dtype=np.float32)
+        self.std = np.asarray(job.model.spec.std, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -259,9 +247,9 @@ class _BlockImages(Dataset[_Block]):
     def __getitem__(self, i: int) -> _Block:
         block = self.blocks[i]
         rows, images, failed = [], [], []
-        for row in self.job_rows[block * self.block_size : (block + 1) * self.block_size]:
-            try:
-                with open_input(self.paths[row], what="image") as f:  # a FIFO: a skip, no hang
+        for row in self.block_rows(block):
+            try:  # the path is made here: no list of N paths up front
+                with open_input(self.dataset.path(int(row)), what="image") as f:  # FIFO: a skip
                     images.append(load_image(f, self.size, self.mean, self.std))
                 rows.append(int(row))
             except Exception as e:  # any failure to decode one file skips that file only
@@ -272,11 +260,15 @@ class _BlockImages(Dataset[_Block]):
 
 @dataclass(frozen=True)
 class _Compute:
-    """How this process computes blocks."""
+    """How this process computes blocks: on torch (``device``; ``workers`` decoding processes)
+    or on onnxruntime (a CPU: ``threads`` blocks at once, each decoded and computed on its
+    own thread, so one block's decoding overlaps another's forward)."""
 
     device: torch.device
     workers: int
     show_progress: bool
+    runtime: str = "torch"
+    threads: int = 1
 
 
 def _compute_shard(job: _Job, shard: tuple[int, int] | None, how: _Compute) -> tuple[int, int]:
@@ -294,9 +286,34 @@ def _compute_shard(job: _Job, shard: tuple[int, int] | None, how: _Compute) -> t
 
 
 def _run_blocks(job: _Job, todo: list[int], how: _Compute, bar: tqdm) -> None:
-    """Decode the ``todo`` blocks in workers, run the backbone, save each block."""
-    paths = [job.dataset.path(i) for i in range(len(job.dataset))]
-    images = _BlockImages(paths, job.rows, todo, job.block_size, job.size, job.model.spec)
+    """Decode the ``todo`` blocks, run the backbone, save each block."""
+    images = _BlockImages(job, todo)
+    with bar:
+        for item, feats in _computed_blocks(job, images, how):
+            if not _save_or_stop(job, item, feats):
+                return
+            bar.update(len(item.rows) + len(item.failed))
+
+
+def _computed_blocks(
+    job: _Job, images: _BlockImages, how: _Compute
+) -> Iterator[tuple[_Block, np.ndarray]]:
+    """Each block of ``images`` with its feature maps float32 [n, C, H, W], in order."""
+    if how.runtime == "onnx":
+        from mlzsl.backbones.onnx import backbone_session
+
+        session = backbone_session(job.model)
+
+        def compute(i: int) -> tuple[_Block, np.ndarray]:
+            item = images[i]  # one image a call: faster than batches on one thread here
+            maps = [
+                session.run(None, {"pixels": item.pixels[j : j + 1].numpy()})[0]
+                for j in range(len(item.rows))
+            ]
+            return item, np.concatenate(maps) if maps else np.empty((0,))
+
+        yield from ordered_map(compute, range(len(images)), how.threads)
+        return
     loader = DataLoader(
         images,
         batch_size=None,
@@ -307,12 +324,10 @@ def _run_blocks(job: _Job, todo: list[int], how: _Compute, bar: tqdm) -> None:
     )
     # channels_last: 1.3-1.6x faster on CPU
     model = job.model.to(how.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    with bar, torch.inference_mode():
+    with torch.inference_mode():
         for item in loader:
             feats = _forward(model, item.pixels, how.device) if len(item.rows) else np.empty((0,))
-            if not _save_or_stop(job, item, feats):
-                return
-            bar.update(len(item.rows) + len(item.failed))
+            yield item, feats
 
 
 def _forward(model: Backbone, pixels: torch.Tensor, device: torch.device) -> np.ndarray:
@@ -400,6 +415,8 @@ def extract_features(
     shard: tuple[int, int] | None = None,
     device: str = "auto",
     force: bool = False,
+    runtime: str = "auto",
+    threads: int | None = None,
 ) -> ExtractionSummary:
     """Extract backbone feature maps of every image in a user-format folder into a store.
 
@@ -413,13 +430,19 @@ def extract_features(
         weights: backbone weights (path, URL or "random"); ``None`` is the backbone's default.
         image_size: input side in pixels; ``None`` is the backbone's default.
         batch_size: images per forward pass, and the unit of resumption (a block).
-        workers: DataLoader worker processes decoding images (0 decodes in this process).
+        workers: on torch, DataLoader worker processes decoding images (0 decodes in this
+            process); onnxruntime decodes on its computing threads.
         show_progress: draw the progress bar (one per shard, counting that shard's images).
         shard: ``(I, N)``: compute only the blocks b with b % N == I; ``None``: all of them.
         device: ``"auto"`` (the GPU when CUDA is available), ``"cpu"``, ``"cuda"`` or
             ``"cuda:K"``.
         force: replace a finished store at ``out`` made from another data folder, backbone or
             image size (without it that is refused, saying what differs).
+        runtime: ``"auto"`` (onnxruntime on a CPU where installed, the backbone exported on
+            first use: :func:`mlzsl.backbones.onnx.backbone_session`; torch on a GPU),
+            ``"torch"`` or ``"onnx"`` (CPU only).
+        threads: onnxruntime: blocks computed at once, one thread each (default: every core
+            this process may use).
 
     Returns:
         An :class:`ExtractionSummary`.
@@ -436,7 +459,7 @@ def extract_features(
     owns_group = not dist.is_initialized()
     info = _join_torchrun(shard)
     try:
-        how = _Compute(_resolve_device(device, info), workers, show_progress)
+        how = _compute(_resolve_device(device, info), runtime, workers, threads, show_progress)
         model = create_backbone(backbone, weights=weights, image_size=image_size).eval()
         job = _make_job(data_dir, Path(out), model, image_size, batch_size)
         if not force:
@@ -499,6 +522,20 @@ def _check_settings(batch_size: int, workers: int, shard: tuple[int, int] | None
         raise ConfigError(f"batch size must be ≥ 1 and workers ≥ 0, got {batch_size}, {workers}")
     if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
         raise ConfigError(f"shard must be (I, N) with 0 ≤ I < N, got {shard}")
+
+
+def _compute(
+    device: torch.device, runtime: str, workers: int, threads: int | None, show_progress: bool
+) -> _Compute:
+    """The engine for ``device``: onnxruntime on a CPU unless ``runtime`` says torch."""
+    if device.type != "cpu":
+        if runtime == "onnx":
+            raise ConfigError(f"runtime 'onnx' computes on the CPU; drop --device {device}")
+        return _Compute(device, workers, show_progress)
+    engine = choose_runtime(runtime)
+    if engine == "torch" and runtime == "auto":  # a CUDA machine told to use its CPU
+        engine = "onnx" if onnxruntime_installed() else "torch"
+    return _Compute(device, workers, show_progress, engine, threads or cpu_threads())
 
 
 def _resolve_device(name: str, info: DistInfo | None) -> torch.device:
