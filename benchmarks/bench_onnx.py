@@ -86,7 +86,7 @@ def main() -> None:
         started = time.perf_counter()
         export_checkpoint(args.checkpoint, model)
         export_seconds = time.perf_counter() - started
-        tagger = Tagger.from_checkpoint(args.checkpoint)
+        tagger = Tagger.from_checkpoint(args.checkpoint, runtime="torch")
         runtime = OnnxTagger(model, threads=args.threads)
         vectors = tagger.label_vectors(LABELS)
         rng = np.random.default_rng(0)

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlzsl.images import load_image
 from mlzsl.inference.tagger import Tagger, resolve_checkpoint
 from mlzsl.inference.tags import rank_row
 from mlzsl.server.client import get_json, tag
@@ -117,13 +116,11 @@ def load_round(
 
 def in_process(checkpoint: Path, photo: bytes, labels: list[str], n: int) -> dict[str, Any]:
     """The server's work per request, sequentially in this process: decode, score, rank."""
-    tagger = Tagger.from_checkpoint(checkpoint)
-    spec = tagger.backbone.spec
-    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    tagger = Tagger.from_checkpoint(checkpoint)  # the server's engine
     vectors = tagger.label_vectors(labels)  # once, as the server's cache
 
     def one() -> None:
-        pixels = load_image(io.BytesIO(photo), tagger.image_size, mean, std, max_pixels=40_000_000)
+        pixels = tagger.decode(io.BytesIO(photo), max_pixels=40_000_000)
         row = tagger.score_pixels(pixels[None], vectors)[0]
         rank_row(row, labels, 5)
 

@@ -24,6 +24,7 @@ from mlzsl.backbones import create_backbone
 from mlzsl.backbones.onnx import backbone_session
 from mlzsl.cli import main
 from mlzsl.errors import ConfigError
+from mlzsl.images import normalise
 from mlzsl.inference import export as export_module
 from mlzsl.inference.checkpoint import Preprocess, load_checkpoint, save_checkpoint
 from mlzsl.inference.export import cached_export, cached_onnx_tagger
@@ -226,6 +227,31 @@ def test_a_backbone_export_is_keyed_by_its_weights(tmp_path: Path) -> None:
         backbone = create_backbone("efficientnet_lite0", weights="random", image_size=32)
         sessions.append(backbone_session(backbone))
     assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # two draws, two files
-    pixels = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    first, second, again = (s.run(None, {"pixels": pixels})[0] for s in sessions)
+    rgb = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+    first, second, again = (s.run(None, {"rgb": rgb})[0] for s in sessions)
     assert np.array_equal(first, again) and not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normalise_gives_the_formula_bit_for_bit(dtype: type) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    mean, std = np.array([0.485, 0.456, 0.406], dtype), np.array([0.229, 0.224, 0.225], dtype)
+    formula = ((np.asarray(rgb, np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)
+    got = normalise(rgb, mean, std)
+    assert got.dtype == formula.dtype and got.flags.c_contiguous
+    assert np.array_equal(got, formula)
+
+
+def test_the_extraction_graph_normalises_as_the_decoder_does(tmp_path: Path) -> None:
+    """Bytes into the graph = pixels normalised in numpy into torch's backbone (float32 noise)."""
+    torch.manual_seed(0)
+    backbone = create_backbone("efficientnet_lite0", image_size=64).eval()
+    rgb = np.random.default_rng(2).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    spec = backbone.spec
+    pixels = np.stack(
+        [normalise(image, np.float32(spec.mean), np.float32(spec.std)) for image in rgb]
+    )
+    with torch.no_grad():
+        want = backbone(torch.from_numpy(pixels)).numpy()
+    got = backbone_session(backbone).run(None, {"rgb": rgb})[0]
+    _close(got, want)

@@ -2,8 +2,8 @@
 
 :func:`export_module` traces any module with dynamic axes and metadata (``mlzsl export`` builds
 the whole tagging path with it, :mod:`mlzsl.inference.export`); :func:`backbone_session` gives
-an onnxruntime session of a backbone alone, exported on first use and cached by its weights, which
-``mlzsl extract`` runs on a CPU (2-3x torch's speed here: ``benchmarks/README.md``).
+an onnxruntime session of a backbone alone (:func:`backbone_onnx`: exported on first use, cached by
+its weights), which ``mlzsl extract`` runs on a CPU (about 3x torch here, ``benchmarks/README.md``).
 
 Graphs are traced with torch's TorchScript-based exporter (opset :data:`OPSET`); Python control
 flow that reads a shape is fixed at the traced shape, so every model is checked against torch on
@@ -28,9 +28,10 @@ from mlzsl.files import atomic_path
 from mlzsl.progress import say
 from mlzsl.runtime import cache_home, cpu_session
 
-__all__ = ["OPSET", "backbone_session", "export_module", "require_onnx"]
+__all__ = ["OPSET", "backbone_onnx", "backbone_session", "export_module", "require_onnx"]
 
 OPSET = 17
+_GRAPH = "backbone-3"  # changed with the graph (2: dynamic height, width; 3: uint8 input)
 
 
 def require_onnx() -> Any:
@@ -97,35 +98,64 @@ def export_module(
     return path
 
 
-def backbone_session(backbone: Backbone) -> Any:
-    """An onnxruntime session (:func:`mlzsl.runtime.cpu_session`) computing ``backbone``:
-    ``pixels`` float32 [B, 3, S, S] -> ``features`` float32 [B, C, H, W].
+class _FromBytes(nn.Module):
+    """A backbone that takes the decoded bytes, ``rgb`` uint8 [B, H, W, 3], and normalises them
+    itself with the operations of :func:`mlzsl.images.normalise` (the same values)."""
 
-    The graph is exported on first use into ``<cache>/onnx/`` under a fingerprint of the
-    backbone's identity and of every weight's bytes (so ``weights="random"`` never reuses another
-    draw), :data:`OPSET` and torch's version; a cached file onnxruntime cannot read is made again.
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(backbone.spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(backbone.spec.std).view(1, 3, 1, 1))
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        pixels = rgb.permute(0, 3, 1, 2).float() / 255.0
+        return self.backbone((pixels - self.mean) / self.std)
+
+
+def backbone_onnx(backbone: Backbone) -> Path:
+    """The ONNX graph of ``backbone`` from decoded bytes: ``rgb`` uint8 [B, H, W, 3] (as
+    :func:`mlzsl.images.load_rgb` gives them) -> ``features`` float32 [B, C, H / stride,
+    W / stride], batch, height and width dynamic. Normalising inside the graph spares a float
+    pass over every image in Python.
+
+    Exported on first use into ``<cache>/onnx/`` under a fingerprint of the backbone's identity
+    and of every weight's bytes (so ``weights="random"`` never reuses another draw),
+    :data:`OPSET` and torch's version.
     """
-    digest = hashlib.sha256(
-        f"{OPSET}|{torch.__version__}|{json.dumps(backbone.identity(), sort_keys=True)}".encode()
-    )
+    identity = json.dumps(backbone.identity(), sort_keys=True)
+    digest = hashlib.sha256(f"{_GRAPH}|{OPSET}|{torch.__version__}|{identity}".encode())
     for name, tensor in backbone.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     target = cache_home() / "onnx" / f"{backbone.spec.name}-{digest.hexdigest()[:20]}.onnx"
-    if target.is_file():
-        try:
-            return cpu_session(target)
-        except Exception:  # onnxruntime's own error types: a damaged cache file, made again
-            target.unlink(missing_ok=True)
+    if target.is_file():  # written atomically: a file there is whole
+        return target
     say(f"exporting {backbone.spec.name} to ONNX for onnxruntime (once; cached in {target.parent})")
     target.parent.mkdir(parents=True, exist_ok=True)
     size = backbone.spec.image_size
-    export_module(
-        backbone,
-        (torch.zeros(2, 3, size, size),),
+    return export_module(
+        _FromBytes(backbone),
+        (torch.zeros(2, size, size, 3, dtype=torch.uint8),),
         target,
-        names=("pixels",),
+        names=("rgb",),
         output="features",
-        dynamic={"pixels": {0: "batch"}, "features": {0: "batch"}},
+        dynamic={
+            "rgb": {0: "batch", 1: "height", 2: "width"},
+            "features": {0: "batch", 2: "rows", 3: "columns"},
+        },
     )
-    return cpu_session(target)
+
+
+def backbone_session(backbone: Backbone) -> Any:
+    """An onnxruntime session (:func:`mlzsl.runtime.cpu_session`) of :func:`backbone_onnx`; a
+    cached file onnxruntime cannot read is made again."""
+    path = backbone_onnx(backbone)
+    try:
+        return cpu_session(path)
+    except Exception:  # onnxruntime's own error types: a damaged cache file, made again
+        path.unlink(missing_ok=True)
+        return cpu_session(backbone_onnx(backbone))

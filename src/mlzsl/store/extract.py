@@ -60,7 +60,7 @@ from mlzsl.datasets.verify import read_exclusions
 from mlzsl.distributed import DistInfo, barrier, setup_distributed, torchrun_world
 from mlzsl.errors import ConfigError, DataError
 from mlzsl.files import atomic_write, check_writable, open_input
-from mlzsl.images import load_image
+from mlzsl.images import load_rgb, normalise
 from mlzsl.progress import progress
 from mlzsl.runtime import choose_runtime, cpu_threads, onnxruntime_installed, ordered_map
 from mlzsl.store.feature_store import read_header, write_store
@@ -228,12 +228,14 @@ class _Block:
 
     block: int
     rows: np.ndarray  # int64 [n_ok]
-    pixels: torch.Tensor  # [n_ok, 3, S, S]
+    pixels: torch.Tensor  # float32 [n_ok, 3, S, S], or uint8 [n_ok, S, S, 3] (raw)
     failed: list[tuple[int, str]]
 
 
 class _BlockImages(Dataset[_Block]):
-    """Decodes whole blocks (one item = one block of rows), in DataLoader workers or threads."""
+    """Decodes whole blocks (one item = one block of rows) in DataLoader workers: normalised
+    pixels float32 [n, 3, S, S]. :meth:`decode` is one image, which onnxruntime's threads call
+    with ``raw`` (the bytes uint8 [S, S, 3], which its graph normalises itself)."""
 
     def __init__(self, job: _Job, blocks: list[int]) -> None:
         self.dataset, self.blocks, self.block_rows = job.dataset, blocks, job.block_rows
@@ -244,13 +246,18 @@ class _BlockImages(Dataset[_Block]):
     def __len__(self) -> int:
         return len(self.blocks)
 
+    def decode(self, row: int, *, raw: bool = False) -> np.ndarray:
+        """One image of the data folder; raises whatever a bad file raises."""
+        with open_input(self.dataset.path(row), what="image") as f:  # a FIFO: an error, no hang
+            rgb = load_rgb(f, self.size)  # the path is made here: no list of N paths up front
+        return rgb if raw else normalise(rgb, self.mean, self.std)
+
     def __getitem__(self, i: int) -> _Block:
         block = self.blocks[i]
         rows, images, failed = [], [], []
         for row in self.block_rows(block):
-            try:  # the path is made here: no list of N paths up front
-                with open_input(self.dataset.path(int(row)), what="image") as f:  # FIFO: a skip
-                    images.append(load_image(f, self.size, self.mean, self.std))
+            try:
+                images.append(self.decode(int(row)))
                 rows.append(int(row))
             except Exception as e:  # any failure to decode one file skips that file only
                 failed.append((int(row), _reason(e)))
@@ -261,8 +268,8 @@ class _BlockImages(Dataset[_Block]):
 @dataclass(frozen=True)
 class _Compute:
     """How this process computes blocks: on torch (``device``; ``workers`` decoding processes)
-    or on onnxruntime (a CPU: ``threads`` blocks at once, each decoded and computed on its
-    own thread, so one block's decoding overlaps another's forward)."""
+    or on onnxruntime (a CPU: ``threads`` images at once, each decoded and computed on its own
+    thread, so decoding overlaps the forward passes, and no thread waits for another's block)."""
 
     device: torch.device
     workers: int
@@ -288,32 +295,51 @@ def _compute_shard(job: _Job, shard: tuple[int, int] | None, how: _Compute) -> t
 def _run_blocks(job: _Job, todo: list[int], how: _Compute, bar: tqdm) -> None:
     """Decode the ``todo`` blocks, run the backbone, save each block."""
     images = _BlockImages(job, todo)
+    blocks = _onnx_blocks if how.runtime == "onnx" else _torch_blocks
+    computed = blocks(job, images, how)
     with bar:
-        for item, feats in _computed_blocks(job, images, how):
+        for item, feats in computed:
             if not _save_or_stop(job, item, feats):
                 return
             bar.update(len(item.rows) + len(item.failed))
 
 
-def _computed_blocks(
+def _onnx_blocks(
     job: _Job, images: _BlockImages, how: _Compute
 ) -> Iterator[tuple[_Block, np.ndarray]]:
-    """Each block of ``images`` with its feature maps float32 [n, C, H, W], in order."""
-    if how.runtime == "onnx":
-        from mlzsl.backbones.onnx import backbone_session
+    """Each block with its feature maps float32 [n, C, H, W], in order, on onnxruntime: the
+    images of every block in one stream over ``how.threads`` threads, one image a call (faster
+    than batches on one thread here), gathered back into blocks."""
+    from mlzsl.backbones.onnx import backbone_session
 
-        session = backbone_session(job.model)
+    session = backbone_session(job.model)
 
-        def compute(i: int) -> tuple[_Block, np.ndarray]:
-            item = images[i]  # one image a call: faster than batches on one thread here
-            maps = [
-                session.run(None, {"pixels": item.pixels[j : j + 1].numpy()})[0]
-                for j in range(len(item.rows))
-            ]
-            return item, np.concatenate(maps) if maps else np.empty((0,))
+    def compute(row: int) -> np.ndarray | str:  # the maps [1, C, H, W], or why it was skipped
+        try:
+            return session.run(None, {"rgb": images.decode(row, raw=True)[None]})[0]
+        except Exception as e:  # any failure to decode one file skips that file only
+            return _reason(e)
 
-        yield from ordered_map(compute, range(len(images)), how.threads)
-        return
+    rows = (int(r) for block in images.blocks for r in job.block_rows(block))
+    done = ordered_map(compute, rows, how.threads)
+    for block in images.blocks:
+        kept, maps, failed = [], [], []
+        for row in job.block_rows(block):
+            result = next(done)
+            if isinstance(result, str):
+                failed.append((int(row), result))
+            else:
+                kept.append(int(row))
+                maps.append(result)
+        item = _Block(block, np.asarray(kept, np.int64), torch.empty(0), failed)
+        yield item, np.concatenate(maps) if maps else np.empty((0,))
+
+
+def _torch_blocks(
+    job: _Job, images: _BlockImages, how: _Compute
+) -> Iterator[tuple[_Block, np.ndarray]]:
+    """Each block with its feature maps float32 [n, C, H, W], in order, on torch (blocks decoded
+    in ``how.workers`` DataLoader processes)."""
     loader = DataLoader(
         images,
         batch_size=None,
