@@ -316,12 +316,14 @@ def _onnx_blocks(
 
     def compute(row: int) -> np.ndarray | str:  # the maps [1, C, H, W], or why it was skipped
         try:
-            return session.run(None, {"rgb": images.decode(row, raw=True)[None]})[0]
+            rgb = images.decode(row, raw=True)
         except Exception as e:  # any failure to decode one file skips that file only
             return _reason(e)
+        return session.run(None, {"rgb": rgb[None]})[0].astype(np.float16)  # as stored
 
     rows = (int(r) for block in images.blocks for r in job.block_rows(block))
-    done = ordered_map(compute, rows, how.threads)
+    # a block's worth in flight: the threads go on while this one writes a block to disk
+    done = ordered_map(compute, rows, how.threads, ahead=max(2, job.block_size // how.threads))
     for block in images.blocks:
         kept, maps, failed = [], [], []
         for row in job.block_rows(block):

@@ -133,7 +133,7 @@ def save_part(
                 f,
                 job=np.asarray(job),
                 rows=rows,
-                features=feats.astype(np.float16),
+                features=feats.astype(np.float16, copy=False),
                 failed_rows=np.asarray([r for r, _ in failed], dtype=np.int64),
                 failed_reasons=np.asarray([m for _, m in failed], dtype=str),
             )
