@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from mlzsl.errors import ConfigError
 from mlzsl.images import normalise
 from mlzsl.inference import export as export_module
 from mlzsl.inference.checkpoint import Preprocess, load_checkpoint, save_checkpoint
+from mlzsl.inference.engine import load_tagger
 from mlzsl.inference.export import cached_export, cached_onnx_tagger
 from mlzsl.inference.onnx_runtime import OnnxTagger
 from mlzsl.inference.tagger import Tagger
@@ -255,3 +258,43 @@ def test_the_extraction_graph_normalises_as_the_decoder_does(tmp_path: Path) -> 
         want = backbone(torch.from_numpy(pixels)).numpy()
     got = backbone_session(backbone).run(None, {"rgb": rgb})[0]
     _close(got, want)
+
+
+def test_a_cached_export_tags_without_importing_torch(tmp_path: Path) -> None:
+    """The second `mlzsl tag` of a checkpoint starts as `mlzsl tag --onnx` does: no torch."""
+    ckpt = save_tiny_fast0tag(tmp_path / "t.pt")
+    photo = _photos(tmp_path / "photos", n=1)[0]
+    code = (
+        "import sys\n"
+        "from mlzsl.cli import main\n"
+        f"code = main(['tag', {str(photo)!r}, '--labels', 'dog, car', '--checkpoint', "
+        f"{str(ckpt)!r}, '--json'])\n"
+        "print('torch' in sys.modules, code, file=sys.stderr)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]
+    assert [r.stderr.strip().splitlines()[-1] for r in runs] == ["True 0", "False 0"], runs[
+        1
+    ].stderr
+    first, second = (json.loads(r.stdout)["images"] for r in runs)
+    assert first == second  # the same export, the same scores
+
+
+def test_the_memo_is_not_trusted_once_the_checkpoint_changes(tmp_path: Path) -> None:
+    ckpt = save_tiny_fast0tag(tmp_path / "t.pt")
+    tagger, path = load_tagger(ckpt)
+    assert isinstance(tagger, OnnxTagger) and path == ckpt
+    again, _ = load_tagger(ckpt)  # from the memo
+    assert isinstance(again, OnnxTagger) and again.path == tagger.path
+    loaded = load_checkpoint(ckpt)  # retrained in place: a new export, never the stale one
+    changed = {k: v + 1 for k, v in loaded.state_dict.items()}
+    save_checkpoint(ckpt, dataclasses.replace(loaded, state_dict=changed))
+    retrained, _ = load_tagger(ckpt)
+    assert isinstance(retrained, OnnxTagger) and retrained.path != tagger.path
+    retrained.path.write_bytes(b"damaged")  # a damaged cached export is made again
+    repaired, _ = load_tagger(ckpt)
+    assert isinstance(repaired, OnnxTagger) and repaired.path == retrained.path
+    assert repaired.card["model"] == "fast0tag"
+    assert load_tagger(ckpt, runtime="torch")[0].runtime == "torch"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,7 +121,14 @@ def ordered_map(
                 future.cancel()
 
 
+_GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd")
+
+
 def _cuda_available() -> bool:
+    """Whether torch sees a GPU; without torch's import (a second) where no GPU driver is
+    present (NVIDIA's device files, or ROCm's ``/dev/kfd``)."""
+    if "torch" not in sys.modules and not any(os.path.exists(p) for p in _GPU_DEVICES):
+        return False
     import torch
 
     return bool(torch.cuda.is_available())

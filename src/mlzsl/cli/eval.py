@@ -108,12 +108,11 @@ def _on_store(args: argparse.Namespace, spec: str) -> Outcome:
 
 def _on_folder(args: argparse.Namespace, spec: str | None) -> Outcome:
     from mlzsl.datasets.dataset_info import read_dataset_info
+    from mlzsl.inference.engine import load_tagger
     from mlzsl.inference.evaluation import evaluate_folder
-    from mlzsl.inference.tagger import Tagger, resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(spec)
-    tagger = Tagger.from_checkpoint(
-        checkpoint, embedder=args.embedder, runtime=args.runtime, threads=args.threads
+    tagger, _ = load_tagger(
+        spec, embedder=args.embedder, runtime=args.runtime, threads=args.threads
     )
     done = evaluate_folder(
         tagger,

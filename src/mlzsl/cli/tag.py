@@ -76,12 +76,11 @@ def run(args: argparse.Namespace) -> int:
             )
         checkpoint = args.onnx
         tagger: ImageScorer = OnnxTagger(args.onnx, threads=args.threads)
-    else:
-        from mlzsl.inference.tagger import Tagger, resolve_checkpoint
+    else:  # onnxruntime by default: no torch import once the export is cached
+        from mlzsl.inference.engine import load_tagger
 
-        checkpoint = resolve_checkpoint(args.checkpoint)
-        tagger = Tagger.from_checkpoint(
-            checkpoint, embedder=args.embedder, runtime=args.runtime, threads=args.threads
+        tagger, checkpoint = load_tagger(
+            args.checkpoint, embedder=args.embedder, runtime=args.runtime, threads=args.threads
         )
     result = tagger.tag_files(
         args.paths,

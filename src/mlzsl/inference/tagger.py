@@ -4,7 +4,10 @@ A checkpoint names its backbone (and weights), its embedder and its model, so th
 whole path: image -> backbone feature map -> model scores against the vectors of whatever label
 names the caller types. Labels never seen in training are scored the same way as seen ones.
 Decoding, label vectors and the tagging loop are :class:`mlzsl.inference.tags.ImageScorer`'s, shared
-with the ONNX runtime (:mod:`mlzsl.inference.onnx_runtime`).
+with the ONNX runtime (:mod:`mlzsl.inference.onnx_runtime`). :meth:`Tagger.from_checkpoint` picks
+the engine: on a CPU with onnxruntime installed it returns an ``OnnxTagger`` of the checkpoint's
+export, made on first use and cached (:func:`mlzsl.inference.export.cached_export`); with
+``runtime="torch"``, or on a machine with CUDA, this module's torch :class:`Tagger`.
 
 Checkpoints are named by path or by a short name (:data:`NAMED_CHECKPOINTS`): ``photo``, the
 ready real-photo model built on first use (:mod:`mlzsl.inference.pretrained`), is the default;
