@@ -13,6 +13,8 @@ already cached (the first use of a checkpoint exports it once: its seconds are p
 - ``eval --data DATA`` (its test split) on the default engine and on torch;
 - ``serve`` on the default engine: ``--clients`` threads sending one photo a request (the code of
   ``bench_serve.py``), images/s over all requests;
+- whole ``tag`` processes, start-up included (median of 3): the folder and one photo, default
+  against ``--onnx``;
 - ``extract DATA`` at the checkpoint's backbone and input side (squashed, as stores are): the
   default engine on DATA with every image listed ``--copies`` times (1,344 images for the dev
   set: a real extraction's fixed costs weigh little), best of 2; torch on DATA once;
@@ -74,6 +76,16 @@ def mlzsl(*args: str) -> subprocess.CompletedProcess[str]:
 def tag_rate(photos: Path, *flags: str) -> float:
     out = json.loads(mlzsl("tag", str(photos), "--labels", LABELS, "--json", *flags).stdout)
     return len(out["images"]) / out["seconds"]
+
+
+def wall_seconds(*args: str, repeat: int = 3) -> float:
+    """Median wall seconds of a whole ``mlzsl`` process: start-up included."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        mlzsl(*args)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
 
 
 def eval_rate(data: Path, *flags: str) -> float:
@@ -200,6 +212,7 @@ def measure(args: argparse.Namespace, kind: str, checkpoint: str, onnx: Path) ->
     height, width = (size, size * 4 // 3) if ckpt.preprocess.resize == "shorter" else (size, size)
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     with_ckpt = ("--checkpoint", checkpoint)
+    tag_args = ("--labels", LABELS, *with_ckpt)
     with load(kind), tiled(args.data, args.copies) as long_data:
         extract, alone_squashed = 0.0, 0.0
         for _ in range(2):  # alternating, the best kept: a shared machine only slows a run down
@@ -218,11 +231,21 @@ def measure(args: argparse.Namespace, kind: str, checkpoint: str, onnx: Path) ->
             "backbone alone, squashed": alone_squashed,
         }
         sweep = settings_sweep(name, size)
+        one = str(photos[0])
+        wall = {  # whole processes, start-up included: the default engine imports no torch
+            f"tag {len(photos)} photos": wall_seconds("tag", str(args.photos), *tag_args),
+            f"tag {len(photos)} photos --onnx": wall_seconds(
+                "tag", str(args.photos), "--labels", LABELS, "--onnx", str(onnx)
+            ),
+            "tag 1 photo": wall_seconds("tag", one, *tag_args),
+            "tag 1 photo --onnx": wall_seconds("tag", one, "--labels", LABELS, "--onnx", str(onnx)),
+        }
     return {
         "backbone": f"{name} {height}x{width}",
         "squashed": size,
         "rates": rates,
         "settings": sweep,
+        "wall_seconds": wall,
     }
 
 
@@ -273,6 +296,8 @@ def print_row(kind: str, checkpoint: str, row: dict[str, Any], peak: float) -> N
         flop = row["gflop_per_image_squashed" if squash else "gflop_per_image"]
         share = 100 * rate * flop / peak
         print(f"{command:32} {rate:7.1f} {rate / base:11.2f} {share:6.0f}%")
+    for command, seconds in row["wall_seconds"].items():
+        print(f"  whole process, {command}: {seconds:.2f} s")
     for setting, rate in row["settings"].items():
         print(f"  backbone alone squashed, {setting}: {rate:.1f} img/s")
     print(
