@@ -118,20 +118,24 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``--runtime`` and ``--threads`` options of the commands that tag photos."""
+def add_runtime_argument(
+    parser: argparse.ArgumentParser, *, exported: str = "the checkpoint"
+) -> None:
+    """The ``--runtime`` and ``--threads`` options of the commands that run images through a
+    backbone (``exported``: what onnxruntime runs, exported on first use)."""
     parser.add_argument(
         "--runtime",
         choices=("auto", "torch", "onnx"),
         default="auto",
-        help="the engine that scores: auto (default: onnxruntime on a CPU, the checkpoint "
-        "exported on first use and cached; torch on a GPU), torch or onnx",
+        help=f"the engine: auto (default: onnxruntime on a CPU, {exported} exported on first use "
+        "and cached; torch on a GPU), torch or onnx",
     )
     parser.add_argument(
         "--threads",
         type=positive_int,
         default=None,
-        help="CPU threads, one image each (default: every core this process may use)",
+        help="CPU threads, one image each (default: every core this process may use; "
+        "--runtime torch: torch's thread count)",
     )
 
 

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlzsl.cli import add_threads_argument, positive_int
+from mlzsl.cli import add_runtime_argument, positive_int
 
 if TYPE_CHECKING:
     from mlzsl.store.extract import ExtractionSummary
@@ -54,13 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch only: image-decoding worker processes (onnxruntime decodes on its threads)",
     )
     parser.add_argument(
-        "--runtime",
-        choices=("auto", "torch", "onnx"),
-        default="auto",
-        help="auto (default: onnxruntime on a CPU, the backbone exported on first use and "
-        "cached; torch on a GPU), torch or onnx",
-    )
-    parser.add_argument(
         "--shard",
         type=shard_spec,
         default=None,
@@ -78,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace a store at --out made from other data, another backbone or image size",
     )
-    add_threads_argument(parser)
+    add_runtime_argument(parser, exported="the backbone")
 
 
 def run(args: argparse.Namespace) -> int:
