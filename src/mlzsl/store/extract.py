@@ -228,7 +228,7 @@ class _Block:
 
     block: int
     rows: np.ndarray  # int64 [n_ok]
-    pixels: torch.Tensor  # float32 [n_ok, 3, S, S], or uint8 [n_ok, S, S, 3] (raw)
+    pixels: torch.Tensor  # float32 [n_ok, 3, S, S] on torch; empty on onnxruntime (streamed)
     failed: list[tuple[int, str]]
 
 
