@@ -73,6 +73,7 @@ def test_auto_is_onnxruntime_on_a_cpu_and_torch_on_a_gpu(monkeypatch: pytest.Mon
     assert choose_runtime("torch") == "torch" and choose_runtime("onnx") == "onnx"
     monkeypatch.setattr("mlzsl.runtime._cuda_available", lambda: True)
     assert choose_runtime("auto") == "torch" and choose_runtime("onnx") == "onnx"
+    assert choose_runtime("auto", gpu=False) == "onnx"  # work on the CPU of a CUDA machine
     with pytest.raises(ConfigError, match="--runtime must be one of auto, torch, onnx"):
         choose_runtime("tensorrt")
 

@@ -59,19 +59,19 @@ def onnxruntime_installed() -> bool:
     return find_spec("onnxruntime") is not None and find_spec("onnx") is not None
 
 
-def choose_runtime(name: str | None = "auto") -> str:
-    """``"torch"`` or ``"onnx"``: the engine ``--runtime name`` means on this machine.
+def choose_runtime(name: str | None = "auto", *, gpu: bool | None = None) -> str:
+    """``"torch"`` or ``"onnx"``: the engine ``--runtime name`` means here.
 
-    ``auto`` (and ``None``) is onnxruntime on a CPU-only machine where it is installed (2-3x
-    torch's speed here: ``benchmarks/README.md``), torch on a machine with CUDA (the tagger then
-    runs on the GPU) or without onnxruntime.
+    ``auto`` (and ``None``) is onnxruntime for work on a CPU where it is installed (about 2x
+    torch's speed: ``benchmarks/README.md``), torch for work on a GPU or without onnxruntime.
+    ``gpu`` says where the work runs; ``None``: on the GPU when CUDA is available.
     """
     name = name or "auto"
     if name not in RUNTIMES:
         raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {name!r}")
     if name == "torch":
         return name
-    if name == "onnx" or not _cuda_available():
+    if name == "onnx" or not (_cuda_available() if gpu is None else gpu):
         if onnxruntime_installed():
             return "onnx"
         if name == "onnx":

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlzsl.backbones._base import Backbone
+from mlzsl.backbones._base import RANDOM_WEIGHTS, Backbone
 from mlzsl.errors import ConfigError
 from mlzsl.files import atomic_path
 from mlzsl.progress import say
@@ -123,14 +123,16 @@ def backbone_onnx(backbone: Backbone) -> Path:
     pass over every image in Python.
 
     Exported on first use into ``<cache>/onnx/`` under a fingerprint of the backbone's identity
-    and of every weight's bytes (so ``weights="random"`` never reuses another draw),
+    (its weight file's sha256; with ``weights="random"``, every weight's bytes, so no draw reuses
+    another's graph),
     :data:`OPSET` and torch's version.
     """
-    identity = json.dumps(backbone.identity(), sort_keys=True)
+    identity = json.dumps(backbone.identity(), sort_keys=True)  # weights named by their sha256
     digest = hashlib.sha256(f"{_GRAPH}|{OPSET}|{torch.__version__}|{identity}".encode())
-    for name, tensor in backbone.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    if backbone.weights_info == RANDOM_WEIGHTS:  # no file names them: hash the draw itself
+        for name, tensor in backbone.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     target = cache_home() / "onnx" / f"{backbone.spec.name}-{digest.hexdigest()[:20]}.onnx"
     if target.is_file():  # written atomically: a file there is whole
         return target

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from mlzsl.backbones._weights import sha256_file
 from mlzsl.backbones.onnx import OPSET, export_module, require_onnx
 from mlzsl.errors import DataError
-from mlzsl.files import open_input
+from mlzsl.files import check_input, open_input
 from mlzsl.inference.card import model_card
 from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.inference.onnx_runtime import OnnxTagger
@@ -111,13 +112,9 @@ def cached_export(path: str | Path, *, embedder: str | None = None) -> Path:
     weights by their sha256), the embedder override, :data:`OPSET`, :data:`EXPORT_FORMAT` and
     torch's version: a retrained or replaced checkpoint gets a new export, never a stale one.
     """
-    path = Path(path)
-    digest = hashlib.sha256(
-        f"{EXPORT_FORMAT}|{OPSET}|{torch.__version__}|{embedder or ''}|".encode()
-    )
-    with open_input(path, what="checkpoint") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    path = check_input(path, "checkpoint")  # a FIFO would block the hash forever
+    key = f"{EXPORT_FORMAT}|{OPSET}|{torch.__version__}|{embedder or ''}|{sha256_file(path)}"
+    digest = hashlib.sha256(key.encode())
     target = cache_home() / "onnx" / f"{path.stem[:60]}-{digest.hexdigest()[:20]}.onnx"
     if not target.is_file():  # written atomically: a file there is whole
         started = time.perf_counter()

@@ -62,7 +62,7 @@ from mlzsl.errors import ConfigError, DataError
 from mlzsl.files import atomic_write, check_writable, open_input
 from mlzsl.images import load_rgb, normalise
 from mlzsl.progress import progress
-from mlzsl.runtime import choose_runtime, cpu_threads, onnxruntime_installed, ordered_map
+from mlzsl.runtime import choose_runtime, cpu_threads, ordered_map
 from mlzsl.store.feature_store import read_header, write_store
 from mlzsl.store.lock import StoreLock, unique_name
 from mlzsl.store.parts import (
@@ -560,9 +560,7 @@ def _compute(
         if runtime == "onnx":
             raise ConfigError(f"runtime 'onnx' computes on the CPU; drop --device {device}")
         return _Compute(device, workers, show_progress)
-    engine = choose_runtime(runtime)
-    if engine == "torch" and runtime == "auto":  # a CUDA machine told to use its CPU
-        engine = "onnx" if onnxruntime_installed() else "torch"
+    engine = choose_runtime(runtime, gpu=False)
     return _Compute(device, workers, show_progress, engine, threads or cpu_threads())
 
 
