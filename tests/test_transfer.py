@@ -55,7 +55,14 @@ def test_no_unseen_label_or_vector_reaches_training(lite2_store: Path, tmp_path:
     """Unseen labels' vectors are NaN here: were any to enter a loss, a teacher score used in
     training or the fusion constants, the weights or the constants would turn NaN."""
     config = load_config(
-        None, [*TRANSFER, "distill_weight=1", "teacher_init_epochs=1", "fusion_weight=0.5"]
+        None,
+        [
+            *TRANSFER,
+            "distill_weight=1",
+            "teacher_init_epochs=1",
+            "fusion_weight=0.5",
+            "adapter_weight=0.5",
+        ],
     )
     trainer = Trainer(config, lite2_store, tmp_path / "run", quiet=True)
     unseen = FeatureStore(lite2_store).label_set.unseen_idx
@@ -67,6 +74,9 @@ def test_no_unseen_label_or_vector_reaches_training(lite2_store: Path, tmp_path:
     fusion = trainer._fusion()
     assert fusion is not None
     assert all(math.isfinite(v) for v in (*fusion.student_stats, *fusion.teacher_stats))
+    assert fusion.adapter is not None  # the adapter: seen labels' vectors and columns only
+    assert fusion.adapter["vectors"].shape[0] == len(trainer.seen)
+    assert all(torch.isfinite(t).all() for t in fusion.adapter.values())
     # and the guard is real: an unseen vector among the training labels does turn NaN
     trainer.seen = torch.cat([trainer.seen, torch.from_numpy(unseen[:1])])
     trainer.train_epoch(3)
@@ -76,13 +86,18 @@ def test_no_unseen_label_or_vector_reaches_training(lite2_store: Path, tmp_path:
 def test_fusion_is_stored_and_every_surface_scores_with_it(
     lite2_store: Path, tmp_path: Path
 ) -> None:
-    config = load_config(None, [*TRANSFER, "epochs=2", "fusion_weight=0.7", "distill_weight=0.5"])
+    config = load_config(
+        None,
+        [*TRANSFER, "epochs=2", "fusion_weight=0.7", "distill_weight=0.5", "adapter_weight=0.5"],
+    )
     fit(config, lite2_store, tmp_path / "run", quiet=True)
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt.fusion is not None and ckpt.fusion.weight == 0.7
     assert ckpt.fusion.teacher == "photo-glove" and ckpt.fusion.teacher_model == "imagenet_conse"
+    assert ckpt.fusion.adapter_weight == 0.5 and ckpt.fusion.adapter is not None
     card = model_card(ckpt)
-    assert card["fusion"] == {"teacher": "photo-glove", "weight": 0.7}
+    fused_card = {"teacher": "photo-glove", "weight": 0.7, "adapter_weight": 0.5}
+    assert card["fusion"] == {**fused_card, "adapter_labels": 4}
     # the metrics the checkpoint reports are those of the model it rebuilds (same constants)
     again = evaluate_checkpoint(tmp_path / "run" / "best.pt", lite2_store)[1].primary.to_dict()
     assert ckpt.metrics is not None
@@ -105,6 +120,13 @@ def test_fusion_is_stored_and_every_surface_scores_with_it(
     assert fusion is not None
     (ms, ss), (mt, st) = fusion.student_stats, fusion.teacher_stats
     by_hand = 0.3 * (head - ms) / ss + 0.7 * (teacher - mt) / st
+    # + 0.5 × the adapter, on the seen labels only: each one's classifier on the pooled maps
+    assert fusion.adapter is not None
+    a = {key: value.double().numpy() for key, value in fusion.adapter.items()}
+    pooled = store.features(rows).mean(axis=(2, 3))
+    probe = ((pooled - a["feature_stats"][0]) / a["feature_stats"][1]) @ a["weight"].T + a["bias"]
+    seen = store.label_set.seen_idx
+    by_hand[:, seen] += 0.5 * (probe - a["score_stats"][0]) / a["score_stats"][1]
     np.testing.assert_allclose(fused, by_hand, rtol=1e-4, atol=1e-4)
     assert not np.allclose(fused, head, atol=1e-3)  # the teacher does take part
 
@@ -118,7 +140,7 @@ def test_fusion_is_stored_and_every_surface_scores_with_it(
 
     export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "fused.onnx")
     onnx = OnnxTagger(tmp_path / "fused.onnx")
-    assert onnx.card["fusion"] == {"teacher": "photo-glove", "weight": 0.7}
+    assert onnx.card["fusion"] == card["fusion"]
     np.testing.assert_allclose(
         onnx.scores(images, names), tagger.scores(images, names), rtol=1e-4, atol=1e-4
     )
@@ -151,9 +173,51 @@ def test_a_teacher_over_other_maps_is_refused(tiny_store: Path, tmp_path: Path) 
     [
         ("fusion_weight=1.5", "fusion_weight between 0 and 1"),
         ("distill_weight=-1", "must be ≥ 0"),
+        ("adapter_c=0", "adapter_c > 0"),
+        ("adapter_weight=0.5", "set fusion_weight > 0"),
         ("label_prompt=no placeholder", "exactly one"),
     ],
 )
 def test_transfer_settings_are_checked(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_the_adapter_fits_scikit_learns_logistic_regression(lite2_store: Path) -> None:
+    """Each training label's classifier is scikit-learn's L2 logistic regression (the oracle),
+    and only that label's vector reaches it: any other label gets (almost) nothing."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlzsl.models._fusion import LabelAdapter
+    from mlzsl.training.transfer import fit_adapter
+
+    store = FeatureStore(lite2_store)
+    rows, seen = store.indices("train"), store.label_set.seen_idx
+    vectors = label_vectors("glove50", store.label_set)
+    tensors = fit_adapter(store, rows, seen, vectors[seen], c=0.05)
+    pooled = store.features(rows).mean(axis=(2, 3)).astype(np.float64)
+    spread = pooled.std(0)
+    x = (pooled - pooled.mean(0)) / np.where(spread > 0, spread, 1.0)  # dead channels: as is
+    truth = store.labels(rows)[:, seen] > 0
+    for k in range(len(seen)):
+        if truth[:, k].all() or not truth[:, k].any():
+            assert float(tensors["weight"][k].abs().sum()) == 0.0
+            continue
+        oracle = LogisticRegression(C=0.05, max_iter=10_000, tol=1e-10).fit(x, truth[:, k])
+        ours = x @ tensors["weight"][k].double().numpy() + float(tensors["bias"][k])
+        np.testing.assert_allclose(ours, oracle.decision_function(x), atol=2e-3)
+
+    stats = tensors["score_stats"]
+    adapter = LabelAdapter(
+        tensors["vectors"],
+        tensors["weight"],
+        tensors["bias"],
+        tensors["feature_stats"],
+        (float(stats[0]), float(stats[1])),
+    )
+    feats = torch.from_numpy(store.features(rows[:5]))
+    out = adapter(feats, vectors)  # every label of the store, seen and unseen
+    own = adapter.classify(feats)
+    torch.testing.assert_close(out[:, seen], own, rtol=1e-4, atol=1e-4)
+    unseen = store.label_set.unseen_idx
+    assert float(out[:, unseen].abs().max()) < 1e-3 * float(own.abs().max())

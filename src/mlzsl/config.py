@@ -75,6 +75,13 @@ class TrainConfig:
         fusion_weight: w of the checkpoint's scores, (1 − w)·student + w·teacher, each
             standardised by its mean and spread over the training images and seen labels;
             stored in the checkpoint, so ``tag``, ``serve`` and ``export`` carry it.
+        adapter_weight: β of the seen-label adapter added to the fused scores (0: none): one
+            logistic classifier per training label on the pooled maps, which only the labels the
+            run was trained on reach (:class:`mlzsl.models._fusion.LabelAdapter`); needs
+            ``fusion_weight`` > 0. Fitted once, on every training image's pooled maps: meant for
+            photo folders of hundreds to thousands of images.
+        adapter_c: the adapter's inverse L2 strength, scikit-learn's ``C`` (the loss summed over
+            the training images plus ½‖w‖²/C).
     """
 
     model: str = "ml2p"
@@ -104,6 +111,8 @@ class TrainConfig:
     distill_weight: float = 0.0
     teacher_init_epochs: int = 0
     fusion_weight: float = 0.0
+    adapter_weight: float = 0.0
+    adapter_c: float = 0.05
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML- and JSON-serialisable dict."""
@@ -230,12 +239,18 @@ def config_from_dict(
         ("distill_weight", config.distill_weight >= 0),  # NaN fails
         ("teacher_init_epochs", config.teacher_init_epochs >= 0),
         ("fusion_weight", 0 <= config.fusion_weight <= 1),
+        ("adapter_weight", config.adapter_weight >= 0),
+        ("adapter_c", config.adapter_c > 0),
     ):
         if not ok:
             raise ConfigError(
-                f"{at(key)}: distill_weight and teacher_init_epochs must be ≥ 0, "
-                f"fusion_weight between 0 and 1"
+                f"{at(key)}: distill_weight, teacher_init_epochs and adapter_weight must be ≥ 0, "
+                f"fusion_weight between 0 and 1, adapter_c > 0"
             )
+    if config.adapter_weight and not config.fusion_weight:
+        raise ConfigError(
+            f"{at('adapter_weight')}: the adapter is added to fused scores: set fusion_weight > 0"
+        )
     if config.label_prompt is not None and config.label_prompt.count("{}") != 1:
         raise ConfigError(f"{at('label_prompt')}: label_prompt needs exactly one {{}}")
     for key, ok in (

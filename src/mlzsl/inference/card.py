@@ -12,7 +12,8 @@ card. Keys, every one always present (``None`` when the checkpoint does not say)
 ``config`` (the training config; ``None`` for ready models), ``recipe`` (a ready model's
 recipe; ``None`` for trained ones), ``epoch`` (the epoch the checkpoint was saved after: the best
 one for ``best.pt``), ``metrics`` (primary convention, percent), ``metrics_by_convention``,
-``fusion`` (``teacher``, ``weight``: the ready model the scores are fused with), ``test_set``
+``fusion`` (``teacher``, ``weight``: the ready model the scores are fused with; with a seen-label
+adapter also ``adapter_weight`` and ``adapter_labels``, the labels it scores), ``test_set``
 (the line naming the test-set variant), ``weights`` (values in the state dict),
 ``mlzsl_version``.
 """
@@ -108,13 +109,34 @@ def model_card(
         "epoch": ckpt.epoch,
         "metrics": ckpt.metrics,
         "metrics_by_convention": ckpt.metrics_by_convention,
-        "fusion": None
-        if ckpt.fusion is None
-        else {"teacher": ckpt.fusion.teacher, "weight": ckpt.fusion.weight},
+        "fusion": _fusion(ckpt),
         "test_set": store.test_set if store else None,
         "weights": sum(int(v.numel()) for v in ckpt.state_dict.values() if hasattr(v, "numel")),
         "mlzsl_version": ckpt.mlzsl_version,
     }
+
+
+def _fusion(ckpt: Checkpoint) -> dict[str, Any] | None:
+    fusion = ckpt.fusion
+    if fusion is None:
+        return None
+    out: dict[str, Any] = {"teacher": fusion.teacher, "weight": fusion.weight}
+    if fusion.adapter is not None:
+        out["adapter_weight"] = fusion.adapter_weight
+        out["adapter_labels"] = int(fusion.adapter["vectors"].shape[0])
+    return out
+
+
+def _fusion_line(fusion: dict[str, Any] | None) -> str | None:
+    if not fusion:
+        return None
+    line = f"{fusion['teacher']} (teacher weight {fusion['weight']:g})"
+    if "adapter_weight" in fusion:
+        line += (
+            f", seen-label adapter on {fusion['adapter_labels']:,} labels "
+            f"(weight {fusion['adapter_weight']:g})"
+        )
+    return line
 
 
 def _numbers(values: Any) -> str:
@@ -144,12 +166,7 @@ def card_text(card: dict[str, Any]) -> str:
             f"{vocab['labels']:,} labels: {vocab['seen']:,} seen, {vocab['unseen']:,} unseen",
         ),
         ("trained on", card["trained_on"]),
-        (
-            "fused with",
-            f"{card['fusion']['teacher']} (teacher weight {card['fusion']['weight']:g})"
-            if card.get("fusion")
-            else None,
-        ),
+        ("fused with", _fusion_line(card.get("fusion"))),
         ("test set", card["test_set"]),
         ("weights", f"{card['weights']:,} values" if card["weights"] is not None else None),
         ("mlzsl", card["mlzsl_version"]),

@@ -34,7 +34,7 @@ from mlzsl import __version__
 from mlzsl.errors import DataError
 from mlzsl.files import atomic_write, check_input
 from mlzsl.models import MLZSLModel, create_model
-from mlzsl.models._fusion import ScoreFusion
+from mlzsl.models._fusion import LabelAdapter, ScoreFusion
 
 __all__ = [
     "FORMAT",
@@ -113,6 +113,9 @@ class Fusion:
         teacher_model: its registered model (``imagenet_conse``).
         teacher_args: its builder arguments.
         teacher_state: its weights (the checkpoint tags on its own, with no other file).
+        adapter_weight: β of the seen-label adapter (0: none).
+        adapter: the adapter's tensors (:class:`mlzsl.models._fusion.LabelAdapter`:
+            ``vectors``, ``weight``, ``bias``, ``feature_stats``, ``score_stats``), or ``None``.
     """
 
     weight: float
@@ -122,9 +125,27 @@ class Fusion:
     teacher_model: str
     teacher_args: dict[str, Any]
     teacher_state: dict[str, torch.Tensor] = field(repr=False)
+    adapter_weight: float = 0.0
+    adapter: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def build_adapter(self) -> LabelAdapter | None:
+        """The seen-label adapter this record holds (``None`` without one)."""
+        if self.adapter is None:
+            return None
+        a = self.adapter
+        stats = a["score_stats"]
+        return LabelAdapter(
+            a["vectors"],
+            a["weight"],
+            a["bias"],
+            a["feature_stats"],
+            (float(stats[0]), float(stats[1])),
+        )
 
     def to_payload(self) -> dict[str, Any]:
         return {
+            "adapter_weight": self.adapter_weight,
+            "adapter": self.adapter,
             "weight": self.weight,
             "student_stats": list(self.student_stats),
             "teacher_stats": list(self.teacher_stats),
@@ -202,7 +223,13 @@ class Checkpoint:
         fusion = self.fusion
         teacher = _build(fusion.teacher_model, fusion.teacher_args, fusion.teacher_state)
         return ScoreFusion(
-            head, teacher, fusion.weight, fusion.student_stats, fusion.teacher_stats
+            head,
+            teacher,
+            fusion.weight,
+            fusion.student_stats,
+            fusion.teacher_stats,
+            fusion.build_adapter(),
+            fusion.adapter_weight,
         ).eval()
 
     def to_payload(self) -> dict[str, Any]:
@@ -395,9 +422,33 @@ def _fusion(payload: dict[str, Any], path: Path) -> Fusion | None:
             teacher_model=str(fusion["teacher_model"]),
             teacher_args=dict(fusion["teacher_args"]),
             teacher_state=dict(fusion["teacher_state"]),
+            adapter_weight=float(fusion.get("adapter_weight", 0.0)),
+            adapter=_adapter(fusion.get("adapter")),
         )
     except (KeyError, IndexError, TypeError, ValueError):
         raise DataError(f"{path}: checkpoint field fusion is malformed") from None
+
+
+_ADAPTER_KEYS = ("vectors", "weight", "bias", "feature_stats", "score_stats")
+
+
+def _adapter(tensors: Any) -> dict[str, torch.Tensor] | None:
+    """The adapter's tensors of a fusion record, checked (``None``: no adapter)."""
+    if tensors is None:
+        return None
+    out = {key: tensors[key] for key in _ADAPTER_KEYS}  # KeyError/TypeError: malformed
+    if not all(isinstance(t, torch.Tensor) for t in out.values()):
+        raise TypeError("adapter tensors")
+    labels, channels = out["weight"].shape  # a ValueError unless [S, C]
+    expected = {
+        "vectors": (labels, out["vectors"].shape[-1]),
+        "bias": (labels,),
+        "feature_stats": (2, channels),
+        "score_stats": (2,),
+    }
+    if any(tuple(out[key].shape) != shape for key, shape in expected.items()):
+        raise ValueError("adapter shapes")
+    return out
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -67,7 +67,7 @@ from mlzsl.protocol import EvalResult, Results, resolve_ks
 from mlzsl.store.feature_store import FeatureStore
 from mlzsl.store.lock import StoreLock
 from mlzsl.training.losses import distillation_loss, get_loss
-from mlzsl.training.transfer import load_teacher, score_stats
+from mlzsl.training.transfer import fit_adapter, load_teacher, score_stats
 
 
 class StoreRows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -325,6 +325,7 @@ class Trainer:
             self.teacher.model.to(self.info.device)
         self._teacher_stats: tuple[float, float] | None = None  # fixed: computed once
         self._student_stats: tuple[float, float] | None = None  # of the current weights
+        self._adapter: dict[str, torch.Tensor] | None = None  # fixed: fitted once
         self.ddp: nn.Module = self.model
         if self.info.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model)
@@ -550,7 +551,9 @@ class Trainer:
             fusion.weight,
             fusion.student_stats,
             fusion.teacher_stats,
-        )
+            fusion.build_adapter(),
+            fusion.adapter_weight,
+        ).to(self.info.device)
 
     def _train_stats(self, model: nn.Module) -> tuple[float, float]:
         """Mean and spread of ``model``'s scores over the training rows and seen labels."""
@@ -567,8 +570,21 @@ class Trainer:
             self._teacher_stats = self._train_stats(self.teacher.model)
         if self._student_stats is None:
             self._student_stats = self._train_stats(self.model)
+        if self._adapter is None and self.config.adapter_weight:
+            self._adapter = fit_adapter(
+                self.store,
+                self.train_rows,
+                self.seen.numpy(),
+                self.vectors[self.seen],
+                self.config.adapter_c,
+                seed=self.config.seed,
+            )
         return self.teacher.fusion(
-            self.config.fusion_weight, self._student_stats, self._teacher_stats
+            self.config.fusion_weight,
+            self._student_stats,
+            self._teacher_stats,
+            adapter=self._adapter,
+            adapter_weight=self.config.adapter_weight,
         )
 
     def evaluate(self) -> Results:

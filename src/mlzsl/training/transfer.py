@@ -17,6 +17,11 @@ head is trained on and the same label vectors. Three options of :class:`mlzsl.co
   (:class:`mlzsl.models._fusion.ScoreFusion`); the weight, the standardising constants and the
   teacher's weights are stored in the checkpoint, so ``tag``, ``serve``, ``export`` and the model
   card carry it.
+- ``adapter_weight`` (with ``adapter_c``): the seen-label adapter (:func:`fit_adapter`), one
+  logistic classifier per training label on the pooled maps, added to the fused scores of the
+  labels it was trained on (:class:`mlzsl.models._fusion.LabelAdapter`). A few photos per label
+  cannot teach a label-vector head much (``benchmarks/README.md``, "Training on real photos"),
+  but they do sharpen each training label's own ranking.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from mlzsl.backbones import same_maps
@@ -33,7 +39,10 @@ from mlzsl.inference.checkpoint import Checkpoint, Fusion, load_checkpoint
 from mlzsl.inference.pretrained import PHOTO_MODELS, real_photo_checkpoint
 from mlzsl.store.feature_store import FeatureStore
 
-__all__ = ["Teacher", "load_teacher", "score_stats"]
+__all__ = ["Teacher", "fit_adapter", "load_teacher", "score_stats"]
+
+_ADAPTER_FOLDS = 5  # held-out folds whose scores give the adapter's standardising constants
+_POOL_CHUNK = 1024  # rows read at a time when pooling the training maps
 
 
 @dataclass
@@ -46,9 +55,15 @@ class Teacher:
     """Frozen, in eval mode: ``model(features, label_vectors) -> scores``."""
 
     def fusion(
-        self, weight: float, student_stats: tuple[float, float], stats: tuple[float, float]
+        self,
+        weight: float,
+        student_stats: tuple[float, float],
+        stats: tuple[float, float],
+        *,
+        adapter: dict[str, torch.Tensor] | None = None,
+        adapter_weight: float = 0.0,
     ) -> Fusion:
-        """The checkpoint record of a head fused with this teacher."""
+        """The checkpoint record of a head fused with this teacher (and a seen-label adapter)."""
         return Fusion(
             weight=weight,
             student_stats=student_stats,
@@ -57,6 +72,8 @@ class Teacher:
             teacher_model=self.checkpoint.model,
             teacher_args=self.checkpoint.model_args,
             teacher_state=self.checkpoint.state_dict,
+            adapter_weight=adapter_weight if adapter is not None else 0.0,
+            adapter=adapter,
         )
 
 
@@ -70,6 +87,7 @@ def load_teacher(config: TrainConfig, store: FeatureStore) -> Teacher | None:
         "distill_weight": config.distill_weight,
         "teacher_init_epochs": config.teacher_init_epochs,
         "fusion_weight": config.fusion_weight,
+        "adapter_weight": config.adapter_weight,
     }
     if config.teacher is None:
         used = [key for key, value in wants.items() if value]
@@ -105,3 +123,91 @@ def score_stats(scores: np.ndarray) -> tuple[float, float]:
     """(mean, spread) of a score matrix, the constants :class:`ScoreFusion` standardises with."""
     spread = float(np.std(scores))
     return float(np.mean(scores)), spread if spread > 0 else 1.0
+
+
+def pooled_features(store: FeatureStore, rows: np.ndarray) -> np.ndarray:
+    """The maps of ``rows`` averaged over positions: float32 [len(rows), C], read in chunks."""
+    chunks = [
+        store.features(rows[i : i + _POOL_CHUNK]).mean(axis=(2, 3))
+        for i in range(0, len(rows), _POOL_CHUNK)
+    ]
+    return (
+        np.concatenate(chunks)
+        if chunks
+        else np.zeros((0, store.header.feature_shape[0]), np.float32)
+    )
+
+
+def _logistic(
+    x: torch.Tensor, y: torch.Tensor, known: torch.Tensor, c: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One L2-regularised logistic regression per column of ``y``, fitted together.
+
+    Each column minimises scikit-learn's objective, Σ_i loss_i + ½‖w‖²/C over its annotated rows
+    (``known``), divided by their count; the bias is not regularised. A column with no positive
+    or no negative gets w = 0, b = 0 (a constant score, no ranking to learn).
+
+    Args:
+        x: [N, C] standardised features (float64). y: [N, S] 0/1. known: [N, S] 0/1.
+    Returns: weight [S, C] and bias [S].
+    """
+    count = known.sum(0).clamp(min=1)  # [S]
+    learnable = ((y * known).sum(0) > 0) & (((1 - y) * known).sum(0) > 0)  # [S]
+    weight = torch.zeros(x.shape[1], y.shape[1], dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(y.shape[1], dtype=x.dtype, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = x @ weight + bias
+        losses = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        per_label = (losses * known).sum(0) + (weight**2).sum(0) / (2 * c)  # [S]
+        loss = (per_label / count)[learnable].sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    weight, bias = weight.detach().T, bias.detach()
+    weight[~learnable], bias[~learnable] = 0.0, 0.0
+    return weight, bias
+
+
+def fit_adapter(
+    store: FeatureStore,
+    rows: np.ndarray,
+    seen: np.ndarray,
+    seen_vectors: torch.Tensor,
+    c: float,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Fit the seen-label adapter on the training ``rows``: its tensors for :class:`Fusion`.
+
+    One logistic classifier per seen label (columns ``seen`` of the store's labels) on the pooled
+    maps, standardised by the training rows' mean and spread. Its standardising constants come
+    from held-out scores (5 folds, shuffled with ``seed``): a classifier scores the images it was
+    fitted on more confidently than new ones, and the held-out spread is the one tagging meets.
+    Only seen labels' columns and vectors are read.
+    """
+    features = torch.from_numpy(pooled_features(store, rows)).double()  # [N, C]
+    labels = torch.from_numpy(store.labels(rows)[:, seen].astype(np.float64))  # [N, S]
+    y, known = (labels > 0).double(), (labels != 0).double()
+    mean, spread = features.mean(0), features.std(0, unbiased=False)
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    x = (features - mean) / spread
+    weight, bias = _logistic(x, y, known, c)
+    held_out: list[torch.Tensor] = []
+    folds = np.array_split(np.random.default_rng(seed).permutation(len(rows)), _ADAPTER_FOLDS)
+    for fold in folds if len(rows) >= 2 * _ADAPTER_FOLDS else []:
+        rest = np.setdiff1d(np.arange(len(rows)), fold)
+        w, b = _logistic(x[rest], y[rest], known[rest], c)
+        held_out.append((x[fold] @ w.T + b)[known[fold] > 0])
+    scores = torch.cat(held_out) if held_out else (x @ weight.T + bias)[known > 0]
+    return {
+        "vectors": seen_vectors.detach().float().cpu(),
+        "weight": weight.float(),
+        "bias": bias.float(),
+        "feature_stats": torch.stack([mean, spread]).float(),
+        "score_stats": torch.tensor(score_stats(scores.numpy()), dtype=torch.float32),
+    }
