@@ -10,10 +10,11 @@ DATA_DIR is a labelled photo folder in the user data format (default
 test). For each size N (0: every training photo) a folder holding the first N training photos and
 *every* test photo is laid out next to the results (``labels.csv`` cut, ``images`` linked), and
 ``mlzsl train --data SUBSET --config CONFIG`` runs on it twice: with the config's knowledge transfer
-from the ready ``photo`` model, and without (``teacher=null distill_weight=0
-teacher_init_epochs=0 fusion_weight=0``). ``mlzsl eval --data DATA_DIR --checkpoint photo`` gives
-the zero-training row on the same test photos. Every number comes from the CLI's ``--json``; the
-script prints a Markdown table, writes ``curve.json`` and draws ZSL and GZSL mAP against N.
+from the ready ``photo`` model and its seen-label adapter, and without (``teacher=null
+distill_weight=0 teacher_init_epochs=0 fusion_weight=0 adapter_weight=0``). ``mlzsl eval --data
+DATA_DIR --checkpoint photo`` gives the zero-training row on the same test photos. Every number
+comes from the CLI's ``--json``; the script prints a Markdown table, writes ``curve.json`` and
+draws ZSL and GZSL mAP against N.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-WITHOUT_TRANSFER = ["teacher=null", "distill_weight=0", "teacher_init_epochs=0", "fusion_weight=0"]
+WITHOUT_TRANSFER = [
+    "teacher=null",
+    "distill_weight=0",
+    "teacher_init_epochs=0",
+    "fusion_weight=0",
+    "adapter_weight=0",
+]
 MLZSL = [sys.executable, "-m", "mlzsl"]
 
 

@@ -249,7 +249,8 @@ def config_from_dict(
             )
     if config.adapter_weight and not config.fusion_weight:
         raise ConfigError(
-            f"{at('adapter_weight')}: the adapter is added to fused scores: set fusion_weight > 0"
+            f"{at('adapter_weight')}: the adapter is added to fused scores: set fusion_weight > 0 "
+            "(or adapter_weight=0)"
         )
     if config.label_prompt is not None and config.label_prompt.count("{}") != 1:
         raise ConfigError(f"{at('label_prompt')}: label_prompt needs exactly one {{}}")
