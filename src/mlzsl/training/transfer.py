@@ -43,6 +43,8 @@ __all__ = ["Teacher", "fit_adapter", "load_teacher", "score_stats"]
 
 _ADAPTER_FOLDS = 5  # held-out folds whose scores give the adapter's standardising constants
 _POOL_CHUNK = 1024  # rows read at a time when pooling the training maps
+_NEWTON_LABELS = 64  # labels whose Newton systems are solved together
+_NEWTON_STEPS = 50  # at most; from zero, a few hundred photos converge in about ten
 
 
 @dataclass
@@ -141,37 +143,63 @@ def pooled_features(store: FeatureStore, rows: np.ndarray) -> np.ndarray:
 def _logistic(
     x: torch.Tensor, y: torch.Tensor, known: torch.Tensor, c: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One L2-regularised logistic regression per column of ``y``, fitted together.
+    """One L2-regularised logistic regression per column of ``y``: scikit-learn's objective,
+    Σ_i loss_i + ½‖w‖²/C over each column's annotated rows (``known``), the bias free.
 
-    Each column minimises scikit-learn's objective, Σ_i loss_i + ½‖w‖²/C over its annotated rows
-    (``known``), divided by their count; the bias is not regularised. A column with no positive
-    or no negative gets w = 0, b = 0 (a constant score, no ranking to learn).
+    Newton's method, all columns at once, in the span of the rows: with x = U·diag(σ)·Vᵀ (r =
+    min(N, C) directions), w = V·v gives x·w = (U·σ)·v and ‖w‖ = ‖v‖, so each Newton system is
+    (r + 1)² instead of (C + 1)² — 235² for 234 photos of 1,280 channels. Steps are halved until
+    the objective falls enough (Armijo), and stop when the gradient vanishes. A column with no
+    positive or no negative gets w = 0, b = 0 (a constant score, no ranking to learn).
 
     Args:
         x: [N, C] standardised features (float64). y: [N, S] 0/1. known: [N, S] 0/1.
     Returns: weight [S, C] and bias [S].
     """
-    count = known.sum(0).clamp(min=1)  # [S]
     learnable = ((y * known).sum(0) > 0) & (((1 - y) * known).sum(0) > 0)  # [S]
-    weight = torch.zeros(x.shape[1], y.shape[1], dtype=x.dtype, requires_grad=True)
-    bias = torch.zeros(y.shape[1], dtype=x.dtype, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        logits = x @ weight + bias
-        losses = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        per_label = (losses * known).sum(0) + (weight**2).sum(0) / (2 * c)  # [S]
-        loss = (per_label / count)[learnable].sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    weight, bias = weight.detach().T, bias.detach()
-    weight[~learnable], bias[~learnable] = 0.0, 0.0
+    weight = torch.zeros(y.shape[1], x.shape[1], dtype=x.dtype)
+    bias = torch.zeros(y.shape[1], dtype=x.dtype)
+    columns = torch.nonzero(learnable).flatten()
+    u, sigma, vt = torch.linalg.svd(x, full_matrices=False)  # [N, r], [r], [r, C]
+    z = torch.cat([u * sigma, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)  # [N, r + 1]
+    ridge = torch.full((z.shape[1],), 1.0 / c, dtype=x.dtype)
+    ridge[-1] = 0.0  # the bias is not regularised
+    for chunk in columns.split(_NEWTON_LABELS):
+        theta = _newton(z, y[:, chunk].T, known[:, chunk].T, ridge)  # [s, r + 1]
+        weight[chunk], bias[chunk] = theta[:, :-1] @ vt, theta[:, -1]
     return weight, bias
+
+
+def _newton(
+    z: torch.Tensor, y: torch.Tensor, known: torch.Tensor, ridge: torch.Tensor
+) -> torch.Tensor:
+    """Minimise Σ_i known·loss(z·θ_s, y) + ½ Σ_k ridge_k θ_sk² for each row s of ``y`` [s, N]."""
+
+    def objective(theta: torch.Tensor) -> torch.Tensor:  # [s]
+        logits = theta @ z.T  # [s, N]
+        losses = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        return (losses * known).sum(1) + 0.5 * (ridge * theta**2).sum(1)
+
+    theta = torch.zeros(y.shape[0], z.shape[1], dtype=z.dtype)
+    value = objective(theta)
+    for _ in range(_NEWTON_STEPS):
+        p = torch.sigmoid(theta @ z.T)  # [s, N]
+        grad = (known * (p - y)) @ z + ridge * theta  # [s, r + 1]
+        curvature = known * p * (1 - p)  # [s, N]
+        hessian = (z.T * curvature[:, None, :]) @ z + torch.diag(ridge)  # [s, r + 1, r + 1]
+        step = torch.linalg.solve(hessian, grad)  # [s, r + 1]
+        decrement = (grad * step).sum(1)  # [s]: what a full step would gain, ×2 (Newton)
+        if float(decrement.max()) < 1e-12 * max(1.0, float(value.abs().max())):
+            break  # converged to float64's resolution
+        size = torch.ones(y.shape[0], 1, dtype=z.dtype)
+        for _ in range(30):  # Armijo: halve each row's step until its objective falls enough
+            trial = objective(theta - size * step)
+            enough = trial <= value - 1e-4 * size[:, 0] * decrement
+            if bool(enough.all()):
+                break
+            size[~enough] /= 2
+        theta, value = theta - size * step, trial
+    return theta
 
 
 def fit_adapter(
