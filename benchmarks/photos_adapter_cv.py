@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/photos_adapter_cv.py [DATA_DIR] [--folds 5]
-        [--cs 0.01 0.03 0.05 0.1] [--ratios 0.5 0.75 1 1.5]
+        [--cs 0.01 0.03 0.05 0.1 0.3 1] [--ratios 0.5 0.75 1 1.5]
 
 DATA_DIR (default ``../shared/data/coco_zsl_dev``) is extracted as ``mlzsl train --data`` does
 with the ``photos/`` recipe (the cached store is reused). Only its *training* photos are read:
@@ -63,7 +63,7 @@ def main() -> int:
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_zsl_dev"
     parser.add_argument("data", type=Path, nargs="?", default=default)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--cs", type=float, nargs="+", default=[0.01, 0.03, 0.05, 0.1])
+    parser.add_argument("--cs", type=float, nargs="+", default=[0.01, 0.03, 0.05, 0.1, 0.3, 1.0])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.5])
     args = parser.parse_args()
     os.environ.setdefault("MLZSL_NO_PROGRESS", "1")

@@ -112,7 +112,7 @@ class TrainConfig:
     teacher_init_epochs: int = 0
     fusion_weight: float = 0.0
     adapter_weight: float = 0.0
-    adapter_c: float = 0.05
+    adapter_c: float = 0.1
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML- and JSON-serialisable dict."""
