@@ -44,6 +44,7 @@ __all__ = ["Teacher", "fit_adapter", "load_teacher", "score_stats"]
 _ADAPTER_FOLDS = 5  # held-out folds whose scores give the adapter's standardising constants
 _POOL_CHUNK = 1024  # rows read at a time when pooling the training maps
 _NEWTON_LABELS = 64  # labels whose Newton systems are solved together
+_NEWTON_BYTES = 256 * 2**20  # at most this much in one batch of Newton systems
 _NEWTON_STEPS = 50  # at most; from zero, a few hundred photos converge in about ten
 
 
@@ -149,8 +150,9 @@ def _logistic(
     Newton's method, all columns at once, in the span of the rows: with x = U·diag(σ)·Vᵀ (r =
     min(N, C) directions), w = V·v gives x·w = (U·σ)·v and ‖w‖ = ‖v‖, so each Newton system is
     (r + 1)² instead of (C + 1)² — 235² for 234 photos of 1,280 channels. Steps are halved until
-    the objective falls enough (Armijo), and stop when the gradient vanishes. A column with no
-    positive or no negative gets w = 0, b = 0 (a constant score, no ranking to learn).
+    the objective falls enough (Armijo), and stop when a full step would gain nothing float64
+    resolves (about ten steps for a few hundred photos). A column with no positive or no negative
+    gets w = 0, b = 0 (a constant score, no ranking to learn).
 
     Args:
         x: [N, C] standardised features (float64). y: [N, S] 0/1. known: [N, S] 0/1.
@@ -164,7 +166,9 @@ def _logistic(
     z = torch.cat([u * sigma, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)  # [N, r + 1]
     ridge = torch.full((z.shape[1],), 1.0 / c, dtype=x.dtype)
     ridge[-1] = 0.0  # the bias is not regularised
-    for chunk in columns.split(_NEWTON_LABELS):
+    # the Hessians' product holds labels × (r + 1) × N float64 values at once: bound it
+    per_chunk = max(1, min(_NEWTON_LABELS, _NEWTON_BYTES // (8 * z.numel())))
+    for chunk in columns.split(per_chunk):
         theta = _newton(z, y[:, chunk].T, known[:, chunk].T, ridge)  # [s, r + 1]
         weight[chunk], bias[chunk] = theta[:, :-1] @ vt, theta[:, -1]
     return weight, bias
