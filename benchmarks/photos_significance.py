@@ -56,7 +56,7 @@ def main() -> int:
     saved = np.load(args.run / "scores.npz")
     truth, run = saved["targets"], saved["scores"]
     rows = store.indices("test")
-    files = [args.data / "images" / store.image_ids[r] for r in rows]
+    files = [args.data / store.image_ids[r] for r in rows]  # ids are paths in the folder
     names, unseen = list(store.label_set.names), store.label_set.unseen_idx
     tagger = Tagger.from_checkpoint("photo")
     photo = tagger.scores(files, names)
