@@ -69,6 +69,30 @@ def test_an_older_file_is_upgraded_by_the_reader(tmp_path: Path) -> None:
     assert card["trained_on"].startswith("nothing trained")
 
 
+def _fusion_record(**adapter: object) -> dict[str, object]:
+    """A fusion record whose seen-label adapter (2 labels, 4 channels) has ``adapter``'s entries
+    instead (``None``: the entry missing)."""
+    tensors: dict[str, object] = {
+        "vectors": torch.ones(2, 50),
+        "weight": torch.zeros(2, 4),
+        "bias": torch.zeros(2),
+        "feature_stats": torch.ones(2, 4),
+        "score_stats": torch.tensor([0.0, 1.0]),
+    }
+    tensors.update(adapter)
+    return {
+        "weight": 0.5,
+        "student_stats": [0.0, 1.0],
+        "teacher_stats": [0.0, 1.0],
+        "teacher": "photo",
+        "teacher_model": "imagenet_conse",
+        "teacher_args": {},
+        "teacher_state": {},
+        "adapter_weight": 0.5,
+        "adapter": {key: value for key, value in tensors.items() if value is not None},
+    }
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -76,6 +100,9 @@ def test_an_older_file_is_upgraded_by_the_reader(tmp_path: Path) -> None:
         ({"vocabulary": {"names": ["a"], "seen": []}}, "one length"),
         ({"metrics": [1, 2]}, "field metrics must be a dict"),
         ({"image_size": "big"}, "preprocessing is malformed"),
+        ({"fusion": _fusion_record(bias=torch.zeros(3))}, "field fusion is malformed"),
+        ({"fusion": _fusion_record(bias=None)}, "field fusion is malformed"),
+        ({"fusion": _fusion_record(weight=[[0.0] * 4] * 2)}, "field fusion is malformed"),
     ],
 )
 def test_a_malformed_field_is_one_line_naming_the_file(
