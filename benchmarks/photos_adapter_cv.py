@@ -28,13 +28,14 @@ import numpy as np
 import torch
 
 from mlzsl.config import load_config, packaged_config
-from mlzsl.inference.checkpoint import Fusion, load_checkpoint
+from mlzsl.inference.checkpoint import load_checkpoint
 from mlzsl.inference.evaluation import label_vectors, predict_scores
 from mlzsl.inference.pretrained import real_photo_checkpoint
 from mlzsl.metrics import mean_average_precision
+from mlzsl.models._fusion import LabelAdapter
 from mlzsl.store.cache import folder_store
 from mlzsl.store.feature_store import FeatureStore
-from mlzsl.training.transfer import fit_adapter
+from mlzsl.training.transfer import adapter_folds, fit_adapter
 
 
 def held_out_adapter(
@@ -47,12 +48,8 @@ def held_out_adapter(
 ) -> np.ndarray:
     """Standardised adapter scores [len(rows), S], each row from a fit that did not see it."""
     out = np.zeros((len(rows), len(seen)), np.float32)
-    for fold in np.array_split(np.random.default_rng(0).permutation(len(rows)), folds):
-        rest = np.setdiff1d(np.arange(len(rows)), fold)
-        tensors = fit_adapter(store, rows[rest], seen, vectors, c)
-        record = Fusion(0.0, (0.0, 1.0), (0.0, 1.0), "", "", {}, {}, 1.0, tensors)
-        adapter = record.build_adapter()
-        assert adapter is not None
+    for fold, rest in adapter_folds(len(rows), folds, seed=0):
+        adapter = LabelAdapter.from_tensors(fit_adapter(store, rows[rest], seen, vectors, c))
         with torch.no_grad():
             out[fold] = adapter.classify(torch.from_numpy(store.features(rows[fold]))).numpy()
     return out

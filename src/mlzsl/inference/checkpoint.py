@@ -130,17 +130,7 @@ class Fusion:
 
     def build_adapter(self) -> LabelAdapter | None:
         """The seen-label adapter this record holds (``None`` without one)."""
-        if self.adapter is None:
-            return None
-        a = self.adapter
-        stats = a["score_stats"]
-        return LabelAdapter(
-            a["vectors"],
-            a["weight"],
-            a["bias"],
-            a["feature_stats"],
-            (float(stats[0]), float(stats[1])),
-        )
+        return None if self.adapter is None else LabelAdapter.from_tensors(self.adapter)
 
     def to_payload(self) -> dict[str, Any]:
         return {

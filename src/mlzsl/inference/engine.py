@@ -1,16 +1,17 @@
 """The tagger a command gets: :func:`load_tagger`, with no torch import when the export is cached.
 
-``mlzsl tag``, ``eval --data`` and ``serve`` call :func:`load_tagger`. On onnxruntime (the default
-on a CPU) the checkpoint's export is looked up in a small memo first, ``<cache>/onnx/memo.json``,
-written by the full path: the checkpoint a ``--checkpoint`` value resolved to and the export made
-of it. The memo is trusted only while what it was made from is unchanged — the checkpoint file's
-size, modification time and inode; the versions of mlzsl, torch, onnx and the packages holding the
-ready models' weights and label encoders; and this package's own recipe and export code (a ready
-model is rebuilt, and a checkpoint exported anew, when those change). Then the tagger is an
-:class:`~mlzsl.inference.onnx_runtime.OnnxTagger` of the cached file and torch is never imported:
-a one-photo ``mlzsl tag`` starts like ``mlzsl tag --onnx`` (``benchmarks/README.md``). Any other
-case takes the full path (:meth:`Tagger.from_checkpoint`), which exports if need be and writes
-the memo.
+``mlzsl tag`` and ``eval --data`` call :func:`load_tagger` (``serve`` reads the checkpoint for
+its model card anyway, so it takes :meth:`Tagger.from_checkpoint` directly). On onnxruntime (the
+default on a CPU) the checkpoint's export is looked up in a small memo first,
+``<cache>/onnx/memo.json``, written by the full path: the checkpoint a ``--checkpoint`` value
+resolved to and the export made of it. The memo is trusted only while what it was made from is
+unchanged — the checkpoint file's size, modification time and inode; the versions of mlzsl,
+torch, onnx and the packages holding the ready models' weights and label encoders; and this
+package's own recipe and export code (a ready model is rebuilt, and a checkpoint exported anew,
+when those change). Then the tagger is an :class:`~mlzsl.inference.onnx_runtime.OnnxTagger` of
+the cached file and torch is never imported: a one-photo ``mlzsl tag`` starts like ``mlzsl tag
+--onnx`` (``benchmarks/README.md``). Any other case takes the full path
+(:meth:`Tagger.from_checkpoint`), which exports if need be and writes the memo.
 """
 
 from __future__ import annotations
@@ -50,17 +51,16 @@ def load_tagger(
 ) -> tuple[ImageScorer, Path]:
     """The tagger of a ``--checkpoint`` value (``None``: the ready ``photo`` model) on
     ``runtime``, and the checkpoint file it came from. See the module docstring."""
+    from mlzsl.inference.onnx_runtime import OnnxTagger  # torch-free
+
     if choose_runtime(runtime) == "onnx":
         found = _remembered(_memo_key(spec, embedder))
         if found is not None:
-            from mlzsl.inference.onnx_runtime import OnnxTagger
-
             checkpoint, export = found
             try:
                 return OnnxTagger(export, threads=threads), checkpoint
             except DataError:  # a damaged cached file: the full path makes it again
                 pass
-    from mlzsl.inference.onnx_runtime import OnnxTagger
     from mlzsl.inference.tagger import Tagger, resolve_checkpoint
 
     checkpoint = resolve_checkpoint(spec)

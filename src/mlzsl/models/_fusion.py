@@ -70,6 +70,20 @@ class LabelAdapter(nn.Module):
         self.register_buffer("feature_stats", feature_stats.float())
         self.register_buffer("score_stats", torch.tensor(score_stats, dtype=torch.float32))
 
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor]) -> LabelAdapter:
+        """The adapter of the tensors :func:`mlzsl.training.transfer.fit_adapter` returns (and a
+        checkpoint's fusion record holds): ``vectors``, ``weight``, ``bias``, ``feature_stats``,
+        ``score_stats``."""
+        stats = tensors["score_stats"]
+        return cls(
+            tensors["vectors"],
+            tensors["weight"],
+            tensors["bias"],
+            tensors["feature_stats"],
+            (float(stats[0]), float(stats[1])),
+        )
+
     def classify(self, features: Tensor) -> Tensor:
         """The S classifiers' standardised scores [B, S]."""
         pooled = features.float().mean(dim=(2, 3))  # [B, C]

@@ -39,7 +39,7 @@ from mlzsl.inference.checkpoint import Checkpoint, Fusion, load_checkpoint
 from mlzsl.inference.pretrained import PHOTO_MODELS, real_photo_checkpoint
 from mlzsl.store.feature_store import FeatureStore
 
-__all__ = ["Teacher", "fit_adapter", "load_teacher", "score_stats"]
+__all__ = ["Teacher", "adapter_folds", "fit_adapter", "load_teacher", "score_stats"]
 
 _ADAPTER_FOLDS = 5  # held-out folds whose scores give the adapter's standardising constants
 _POOL_CHUNK = 1024  # rows read at a time when pooling the training maps
@@ -206,6 +206,12 @@ def _newton(
     return theta
 
 
+def adapter_folds(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(held-out, rest) row positions of ``folds`` shuffled folds of ``n`` rows."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [(fold, np.setdiff1d(order, fold)) for fold in np.array_split(order, folds)]
+
+
 def fit_adapter(
     store: FeatureStore,
     rows: np.ndarray,
@@ -230,9 +236,8 @@ def fit_adapter(
     x = (features - mean) / spread
     weight, bias = _logistic(x, y, known, c)
     held_out: list[torch.Tensor] = []
-    folds = np.array_split(np.random.default_rng(seed).permutation(len(rows)), _ADAPTER_FOLDS)
-    for fold in folds if len(rows) >= 2 * _ADAPTER_FOLDS else []:
-        rest = np.setdiff1d(np.arange(len(rows)), fold)
+    enough = len(rows) >= 2 * _ADAPTER_FOLDS  # else the fit's own scores
+    for fold, rest in adapter_folds(len(rows), _ADAPTER_FOLDS, seed) if enough else []:
         w, b = _logistic(x[rest], y[rest], known[rest], c)
         held_out.append((x[fold] @ w.T + b)[known[fold] > 0])
     scores = torch.cat(held_out) if held_out else (x @ weight.T + bias)[known > 0]
